@@ -31,3 +31,32 @@ def tokenizer(teacher_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(teacher_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory, tokenizer) -> Path:
+    """A 2-layer BERT teacher with the shared (real) tokenizer: fast, and a valid `from_pretrained` folder."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=96,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    path = tmp_path_factory.mktemp("tiny-teacher")
+    BertModel(config, add_pooling_layer=False).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def da_lines(shared) -> list[str]:
+    return (shared / "data" / "text" / "da.txt").read_text(encoding="utf-8").splitlines()

@@ -1,0 +1,53 @@
+import logging
+from collections import Counter
+
+import pytest
+
+from time_hub.distill.data import CorpusArguments, build_corpus, build_validation, read_lines, token_sequences
+
+
+def test_read_lines_skips_and_counts_empty_and_malformed(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes("første linje\n\n   \n".encode() + b"bad \xff\xfe bytes\n" + b"sidste\n")
+    skipped = Counter()
+    assert list(read_lines(str(path), skipped)) == ["første linje", "sidste"]
+    assert skipped == {"empty": 2, "malformed": 1}
+
+
+def test_chunking_and_packing(tokenizer):
+    lines = ["Det er en meget lang sætning om vejret i Danmark i dag " * 6, "Kort.", "Også kort."]
+    ids = tokenizer(lines, add_special_tokens=False)["input_ids"]
+    bos, eos = tokenizer.cls_token_id, tokenizer.sep_token_id
+
+    chunked = list(token_sequences(lines, tokenizer, max_seq_length=16, packing=False))
+    assert all(len(s) <= 16 and s[0] == bos and s[-1] == eos for s in chunked)
+    assert [t for s in chunked for t in s[1:-1]] == [t for x in ids for t in x]  # nothing lost, nothing added
+
+    packed = list(token_sequences(lines, tokenizer, max_seq_length=16, packing=True, batch=2))
+    assert all(len(s) == 16 for s in packed[:-1]) and len(packed[-1]) <= 16
+    body = [t for s in packed for t in s[1:-1]]
+    assert body == ids[0] + [eos] + ids[1] + [eos] + ids[2]  # lines joined by </s>
+    assert len(packed) < len(chunked)
+
+
+def test_holdout_lines_are_not_trained_on_and_counts_are_logged(tmp_path, tokenizer, da_lines, caplog):
+    path = tmp_path / "da.txt"
+    path.write_text("\n".join(da_lines[:60]) + "\n\n\n", encoding="utf-8")
+    args = CorpusArguments(train_files=[str(path)], validation_holdout_lines=10, max_seq_length=64, packing=False)
+    with caplog.at_level(logging.INFO):
+        train, heldout = build_corpus(args, tokenizer)
+    assert "skipped 2 empty and 0 malformed lines" in caplog.text
+    decoded_train = tokenizer.decode([t for s in train["input_ids"] for t in s])
+    decoded_heldout = tokenizer.decode([t for s in heldout["input_ids"] for t in s])
+    assert da_lines[0][:30] in decoded_heldout and da_lines[0][:30] not in decoded_train
+    assert da_lines[59][:30] in decoded_train
+    assert len(build_validation(args, tokenizer)) == len(heldout)
+
+
+def test_corpus_argument_errors():
+    with pytest.raises(ValueError, match="set train_files"):
+        CorpusArguments()
+    with pytest.raises(ValueError, match="validation_holdout_lines needs train_files"):
+        CorpusArguments(dataset_name="uonlp/CulturaX", validation_holdout_lines=5)
+    with pytest.raises(ValueError, match="no held-out text"):
+        build_validation(CorpusArguments(train_files=["x"]), tokenizer=None)

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from time_hub.distill.train import DATACLASSES
+from time_hub.recipe import RecipeError, parse
+
+ROOT = Path(__file__).resolve().parents[1]
+DISTILL_RECIPES = sorted((ROOT / "recipes").glob("**/distill*.yaml")) + sorted(
+    (ROOT / "recipes" / "distill").glob("**/*.yaml")
+)
+
+
+@pytest.mark.parametrize("recipe", sorted(set(DISTILL_RECIPES)), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_distill_recipe_parses(recipe, tmp_path):
+    (args, student, corpus), values = parse(DATACLASSES, ["--config", str(recipe), "--output_dir", str(tmp_path)])
+    assert args.teacher_name_or_path and student.student_shape and corpus.max_seq_length >= 8
+    assert values["output_dir"] == str(tmp_path)
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+BASE = "teacher_name_or_path: t\noutput_dir: out\ntrain_files: [a.txt]\nvalidation_holdout_lines: 10\n"
+
+
+def test_overrides_win_and_yaml_float_strings_become_floats(tmp_path):
+    recipe = _write(tmp_path, BASE + "learning_rate: 5e-4\nmax_steps: 10\n")
+    (args, student, corpus), _ = parse(DATACLASSES, ["--config", recipe, "--max_steps", "20", "--packing=false"])
+    assert args.learning_rate == 5e-4 and args.max_steps == 20 and corpus.packing is False
+    assert args.relations == ["qq", "kk", "vv"] and student.student_shape == "xs"
+    (args, _, _), _ = parse(DATACLASSES, ["--config", recipe, "--relations", "[qq, vv]"])
+    assert args.relations == ["qq", "vv"]
+
+
+@pytest.mark.parametrize(
+    "extra, argv, message",
+    [
+        ("learning_rat: 1.0e-4\n", [], r"recipe.yaml: unknown key 'learning_rat' \(did you mean 'learning_rate'\?\)"),
+        ("max_steps: ten\n", [], r"recipe.yaml: key 'max_steps': expected an integer, got 'ten'"),
+        ("packing: 3\n", [], r"key 'packing': expected true or false"),
+        ("", ["--num_relation_heads", "1.5"], r"the command line: key 'num_relation_heads': expected an integer"),
+        ("", ["--nope", "1"], r"the command line: unknown key 'nope'"),
+        ("student_shape: L4-H250-A4\n", [], r"recipe.yaml: StudentArguments: invalid student shape"),
+        ("relations: [qq, xx]\n", [], r"recipe.yaml: DistillationConfig: relations must be"),
+        ("", ["--max_steps"], r"--max_steps needs a value"),
+    ],
+)
+def test_bad_recipes_name_file_and_key(tmp_path, extra, argv, message):
+    with pytest.raises(RecipeError, match=message):
+        parse(DATACLASSES, ["--config", _write(tmp_path, BASE + extra), *argv])
+
+
+def test_unreadable_or_non_mapping_recipe(tmp_path):
+    with pytest.raises(RecipeError, match="cannot read recipe"):
+        parse(DATACLASSES, ["--config", str(tmp_path / "missing.yaml")])
+    with pytest.raises(RecipeError, match="a recipe is a mapping"):
+        parse(DATACLASSES, ["--config", _write(tmp_path, "- a\n- b\n")])
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        parse(DATACLASSES, ["--config", _write(tmp_path, "a: [b\n")])

@@ -1,0 +1,162 @@
+"""`time-hub select`: score every saved student checkpoint on held-out text and keep the best.
+
+The score is the held-out MiniLMv2 relation loss with exactly the settings the checkpoint was trained with (read from
+its `distillation.json`; a checkpoint without them is refused). A random-init student of the same shape is scored
+too, as the reference the distilled students must beat. Writes `selection.json` and copies the best checkpoint's
+model + tokenizer (no optimizer state) to `<run_dir>/best`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer, DataCollatorWithPadding
+
+from time_hub.distill.config import DistillationConfig
+from time_hub.distill.data import CorpusArguments, build_validation
+from time_hub.distill.train import RUN_CONFIG
+from time_hub.distill.trainer import SETTINGS_FILE, DistillationTrainer, load_teacher
+from time_hub.recipe import RecipeError, help_text, parse
+
+logger = logging.getLogger(__name__)
+SELECTION_FILE = "selection.json"
+# Checkpoint files that are training state, not the model: not copied to best/.
+_TRAINING_STATE = re.compile(r"^(optimizer|scheduler|scaler|rng_state.*)\.(pt|pth|bin)$|^training_args\.bin$")
+
+
+@dataclass
+class SelectArguments:
+    run_dir: str = field(metadata={"help": "Output folder of `time-hub distill` (holds checkpoint-*)."})
+    validation_files: list[str] | None = field(
+        default=None, metadata={"help": "Held-out text files. Default: the held-out text of the run's recipe."}
+    )
+    batch_size: int = field(default=16, metadata={"help": "Sequences per scoring batch."})
+    best_dir: str = field(default="best", metadata={"help": "Where the best checkpoint is copied (under run_dir)."})
+    random_init_seed: int = field(default=42, metadata={"help": "Seed of the random-init reference student."})
+    use_cpu: bool = field(default=False, metadata={"help": "Score on CPU even when a GPU is present."})
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    found = [p for p in run_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    if not found:
+        raise FileNotFoundError(f"{run_dir}: no checkpoint-* folders to select from")
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def checkpoint_settings(path: Path) -> dict:
+    settings = path / SETTINGS_FILE
+    if not settings.is_file():
+        raise ValueError(f"refusing {path}: no {SETTINGS_FILE}, so its distillation settings are unknown")
+    return json.loads(settings.read_text())
+
+
+def heldout_arguments(args: SelectArguments, run_dir: Path) -> CorpusArguments:
+    """The run's corpus arguments (so the held-out text is the one training set aside), with overrides."""
+    recipe = {}
+    if (run_dir / RUN_CONFIG).is_file():
+        recipe = json.loads((run_dir / RUN_CONFIG).read_text()).get("recipe", {})
+    names = {f.name for f in fields(CorpusArguments)}
+    values = {k: v for k, v in recipe.items() if k in names}
+    if args.validation_files:
+        values["validation_files"] = args.validation_files
+    if not values:
+        raise ValueError(f"{run_dir}: no {RUN_CONFIG}; pass --validation_files")
+    return CorpusArguments(**values)
+
+
+def score(model, teacher, settings: dict, heldout, tokenizer, args: SelectArguments, work_dir: str) -> dict:
+    """Held-out relation losses of `model` (eval_loss, eval_qq, ...), through the training loss code itself."""
+    config = DistillationConfig(
+        output_dir=work_dir,
+        report_to="none",
+        per_device_eval_batch_size=args.batch_size,
+        use_cpu=args.use_cpu,
+        teacher_name_or_path=settings["teacher"],
+        teacher_layer=settings["teacher_layer"],
+        student_layer=settings["student_layer"],
+        num_relation_heads=settings["num_relation_heads"],
+        relations=settings["relations"],
+        teacher_dtype=settings["teacher_dtype"],
+    )
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+    trainer = DistillationTrainer(model, config, teacher_model=teacher, data_collator=collator)
+    metrics = trainer.evaluate(heldout)
+    names = ["loss", *settings["relations"]]
+    return {name: round(metrics[f"eval_{name}"], 6) for name in names}
+
+
+def select(args: SelectArguments) -> dict:
+    run_dir = Path(args.run_dir)
+    candidates = checkpoints(run_dir)
+    settings = checkpoint_settings(candidates[0])
+    for path in candidates[1:]:
+        if checkpoint_settings(path) != settings:
+            raise ValueError(f"{path}: distillation settings differ from {candidates[0]}; cannot compare losses")
+    tokenizer = AutoTokenizer.from_pretrained(candidates[0])
+    heldout = build_validation(heldout_arguments(args, run_dir), tokenizer)
+    teacher = load_teacher(settings["teacher"], settings["teacher_dtype"])
+    results = []
+    with tempfile.TemporaryDirectory() as work_dir:
+        for path in candidates:
+            losses = score(AutoModel.from_pretrained(path), teacher, settings, heldout, tokenizer, args, work_dir)
+            results.append({"checkpoint": path.name, "step": int(path.name.split("-")[-1]), **losses})
+            logger.info("%s: held-out relation loss %.4f", path.name, losses["loss"])
+        torch.manual_seed(args.random_init_seed)
+        random_student = AutoModel.from_config(AutoConfig.from_pretrained(candidates[0]))
+        random_init = score(random_student, teacher, settings, heldout, tokenizer, args, work_dir)
+    best = min(results, key=lambda r: r["loss"])
+    best_dir = copy_checkpoint(run_dir / best["checkpoint"], run_dir / args.best_dir)
+    report = {
+        "metric": "held-out MiniLMv2 relation loss (lower is better)",
+        "heldout_sequences": len(heldout),
+        "settings": settings,
+        "checkpoints": results,
+        "random_init": random_init,
+        "best": best,
+        "best_dir": str(best_dir),
+    }
+    (run_dir / SELECTION_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def copy_checkpoint(source: Path, target: Path) -> Path:
+    """Copy model, config, tokenizer and settings (not optimizer/RNG state); atomic: a half copy never remains."""
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging, ignore=lambda d, names: [n for n in names if _TRAINING_STATE.match(n)])
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def main(argv: list[str]) -> int:
+    if not argv or "-h" in argv or "--help" in argv:
+        print(help_text("time-hub select", __doc__.strip().splitlines()[0], (SelectArguments,)))
+        return 0
+    if argv and not argv[0].startswith("--"):  # `time-hub select RUN_DIR ...`
+        argv = ["--run_dir", *argv]
+    try:
+        ((args,), _) = parse((SelectArguments,), argv)
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    report = select(args)
+    best, rand = report["best"], report["random_init"]
+    print(f"best checkpoint: {report['best_dir']} ({best['checkpoint']}, step {best['step']})")
+    print(
+        f"held-out relation loss: {best['loss']:.4f} (distilled) vs {rand['loss']:.4f} (random init), "
+        f"ratio {best['loss'] / rand['loss']:.3f}"
+    )
+    for name in report["settings"]["relations"]:
+        print(f"  {name}: {best[name]:.4f} vs {rand[name]:.4f}")
+    print(f"all scores: {Path(args.run_dir) / SELECTION_FILE}")
+    return 0

@@ -1,0 +1,90 @@
+"""`time-hub distill`: recipe -> teacher, student, corpus -> `DistillationTrainer` -> checkpoints in output_dir.
+
+Runs unchanged under `accelerate launch` / `torchrun` (the Trainer handles DDP; the teacher follows each process's
+device). `--resume_from_checkpoint last` continues from the newest checkpoint in output_dir.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding, TrainerCallback, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from time_hub.distill.config import DistillationConfig
+from time_hub.distill.data import CorpusArguments, build_corpus
+from time_hub.distill.student import StudentArguments, build_student, count_parameters
+from time_hub.distill.trainer import DistillationTrainer, load_teacher
+from time_hub.recipe import RecipeError, help_text, parse
+
+logger = logging.getLogger(__name__)
+DATACLASSES = (DistillationConfig, StudentArguments, CorpusArguments)
+# The merged recipe of a run, read back by `time-hub select` (held-out text) and by the model card.
+RUN_CONFIG = "run_config.json"
+
+
+def distill(
+    args: DistillationConfig,
+    student_args: StudentArguments,
+    corpus_args: CorpusArguments,
+    recipe: dict | None = None,
+    callbacks: list[TrainerCallback] | None = None,
+) -> DistillationTrainer:
+    """Build everything, train, save the final student to `args.output_dir`, and return the trainer."""
+    set_seed(args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(args.teacher_name_or_path)
+    teacher = load_teacher(args.teacher_name_or_path, args.teacher_dtype)
+    if student_args.student_name_or_path:
+        student = AutoModel.from_pretrained(student_args.student_name_or_path)
+    else:
+        student = build_student(
+            teacher.config, tokenizer, student_args.student_shape, student_args.student_init, teacher, args.seed
+        )
+    train, heldout = build_corpus(corpus_args, tokenizer)
+    trainer = DistillationTrainer(
+        student,
+        args,
+        teacher_model=teacher,
+        train_dataset=train,
+        eval_dataset=heldout,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        callbacks=callbacks,
+    )
+    if args.should_save:
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        record = {
+            "recipe": recipe or {},
+            "distillation": trainer.distillation_settings,
+            "student_parameters": count_parameters(student),
+            "train_sequences": len(train) if hasattr(train, "__len__") else None,
+            "heldout_sequences": len(heldout),
+        }
+        (out / RUN_CONFIG).write_text(json.dumps(record, indent=2, default=str) + "\n")
+    resume = args.resume_from_checkpoint
+    if resume in ("last", "true", "True"):
+        resume = get_last_checkpoint(args.output_dir)
+        logger.info("resuming from %s", resume or "scratch (no checkpoint found)")
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()
+    trainer.save_state()
+    return trainer
+
+
+def main(argv: list[str]) -> int:
+    if not argv or "-h" in argv or "--help" in argv:
+        print(help_text("time-hub distill", "Distill a student from a frozen teacher (MiniLMv2).", DATACLASSES))
+        return 0
+    try:
+        (args, student_args, corpus_args), recipe = parse(DATACLASSES, argv)
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    trainer = distill(args, student_args, corpus_args, recipe)
+    print(f"student saved to {trainer.args.output_dir} after {trainer.state.global_step} steps")
+    return 0

@@ -1,0 +1,168 @@
+"""Recipes: flat YAML whose keys are fields of the command's dataclasses, plus `--key value` overrides.
+
+Unknown keys and values of the wrong type are rejected with one error naming the file (or the command line) and the
+key; so is anything the dataclasses' own `__post_init__` validation refuses. Floats such as `5e-5`, which PyYAML
+reads as strings, are accepted for float fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CLI = "the command line"
+
+
+class RecipeError(ValueError):
+    """A recipe or override that cannot become the requested dataclasses."""
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls) if f.init}
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`, converting only where it is lossless (int -> float, '5e-5')."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any or tp is object:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, option, where)
+            except RecipeError as e:
+                errors.append(str(e))
+        raise RecipeError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise RecipeError(f"{where}: must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (list, tuple) or tp in (list, tuple):
+        items = value if isinstance(value, list | tuple) else [value]
+        inner = args[0] if args else Any
+        return (list if origin is list or tp is list else tuple)(coerce(v, inner, where) for v in items)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where}: expected a mapping, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecipeError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool):
+            raise RecipeError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise RecipeError(f"{where}: expected a number, got {value!r}") from None
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        values = [m.value for m in tp]
+        if value not in values:
+            raise RecipeError(f"{where}: must be one of {values}, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise RecipeError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML: {e}") from None
+    except OSError as e:
+        raise RecipeError(f"{path}: cannot read recipe: {e.strerror}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of keys to values")
+    return data
+
+
+def parse_overrides(argv: list[str]) -> dict[str, Any]:
+    """`--key value` / `--key=value` pairs; values are read as YAML scalars (`true`, `3`, `[a, b]`)."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--") or arg == "--":
+            raise RecipeError(f"{CLI}: expected --key value, got {arg!r}")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise RecipeError(f"{CLI}: --{key} needs a value")
+            value = argv[i + 1]
+            i += 1
+        out[key] = yaml.safe_load(value) if value != "" else ""
+        i += 1
+    return out
+
+
+def build(dataclass_types: tuple[type, ...], values: dict[str, Any], sources: dict[str, str]) -> tuple[Any, ...]:
+    """Instantiate each dataclass with its keys from `values`; `sources[key]` names where the key came from."""
+    fields = {cls: _field_types(cls) for cls in dataclass_types}
+    known = {name for types_ in fields.values() for name in types_}
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise RecipeError(f"{sources[key]}: unknown key '{key}'{hint}")
+    out = []
+    for cls, types_ in fields.items():
+        kwargs = {k: coerce(v, types_[k], f"{sources[k]}: key '{k}'") for k, v in values.items() if k in types_}
+        try:
+            out.append(cls(**kwargs))
+        except (ValueError, TypeError) as e:
+            origin = sorted({sources[k] for k in kwargs}) or [CLI]
+            raise RecipeError(f"{' / '.join(origin)}: {cls.__name__}: {e}") from None
+    return tuple(out)
+
+
+def parse(dataclass_types: tuple[type, ...], argv: list[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """`[--config FILE] [--key value ...]` -> (dataclasses, the merged key/value mapping that produced them)."""
+    argv = list(argv)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise RecipeError(f"{CLI}: --config needs a file")
+        path = argv[i + 1]
+        del argv[i : i + 2]
+        values = load_yaml(path)
+        sources = dict.fromkeys(values, str(path))
+    overrides = parse_overrides(argv)
+    values.update(overrides)
+    sources.update(dict.fromkeys(overrides, CLI))
+    return build(dataclass_types, values, sources), values
+
+
+def help_text(prog: str, description: str, dataclass_types: tuple[type, ...]) -> str:
+    """`--help`: every key with its type, default and help, grouped by dataclass."""
+    lines = [f"usage: {prog} [--config RECIPE.yaml] [--key value ...]", "", description, ""]
+    for cls in dataclass_types:
+        lines.append(f"{cls.__name__} keys:")
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else "(factory)"
+            help_ = " ".join(str(f.metadata.get("help", "")).split())
+            lines.append(f"  --{f.name} (default {default!r}) {help_}".rstrip())
+        lines.append("")
+    return "\n".join(lines)
