@@ -95,3 +95,13 @@ def test_unsupported_architecture_and_bad_layer_are_clear_errors():
         QKVCapture(_model("bert"), 4)
     with pytest.raises(RuntimeError, match="were not captured"):
         _ = QKVCapture(_model("bert"), 1).qkv
+
+
+def test_as_model_output_makes_the_forward_return_qkv_only_inside_the_context():
+    model = _model("bert")
+    capture = QKVCapture(model, 2)
+    ids, mask = _inputs()
+    with capture.as_model_output():
+        out = model(input_ids=ids, attention_mask=mask)
+    assert isinstance(out, tuple) and len(out) == 3 and all(a is b for a, b in zip(out, capture.qkv))
+    assert model(input_ids=ids, attention_mask=mask).last_hidden_state.shape == (2, 7, 32)

@@ -41,6 +41,13 @@ class DistillationConfig(TrainingArguments):
     )
     # Changed default: the collator builds attention masks for both models; never drop columns.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: inputs feed two models."})
+    # Changed defaults for DDP: the loss comes from hooked Q/K/V, so the parameters above them (the distillation
+    # layer's attention output and FFN, the pooler) never get gradients although the model's outputs use them.
+    # find_unused_parameters would trace from those outputs and fail; a static graph learns the used set once.
+    ddp_static_graph: bool | None = field(default=True, metadata={"help": "Kept True: see the comment above."})
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "Not needed with a static graph."}
+    )
 
     def __post_init__(self):
         if not self.teacher_name_or_path:

@@ -6,6 +6,8 @@ model computes anyway, so SDPA/flash attention stay usable. One small adapter (m
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -79,8 +81,12 @@ class QKVCapture:
             raise ValueError(f"layer {layer} is out of range: the model has {len(layers)} layers")
         self.layer = layer
         self._outputs: list[torch.Tensor | None] = [None, None, None]
+        self._as_output = False
         target = layers[layer - 1]
-        self._handles = [model.register_forward_pre_hook(lambda module, args: self.clear())]
+        self._handles = [
+            model.register_forward_pre_hook(lambda module, args: self.clear()),
+            model.register_forward_hook(lambda module, args, output: self.qkv if self._as_output else output),
+        ]
         for slot, path in enumerate((paths.query, paths.key, paths.value)):
             self._handles.append(target.get_submodule(path).register_forward_hook(self._hook(slot)))
 
@@ -90,6 +96,20 @@ class QKVCapture:
                 self._outputs[slot] = output
 
         return keep_first
+
+    @contextmanager
+    def as_model_output(self) -> Iterator[None]:
+        """Inside this context the model's forward returns `(q, k, v)` instead of its usual output.
+
+        DDP only synchronises gradients that flow back through the outputs of the wrapped forward (its static-graph
+        all-reduce and unused-parameter search both start there); a loss built on hooked tensors alone would train
+        each rank on its own without an error.
+        """
+        self._as_output = True
+        try:
+            yield
+        finally:
+            self._as_output = False
 
     def clear(self) -> None:
         self._outputs = [None, None, None]

@@ -60,10 +60,11 @@ class DistillationTrainer(Trainer):
         model_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
         with torch.no_grad():
             self.teacher(**model_inputs)
-        outputs = model(**model_inputs)
+        with self._student_qkv.as_model_output():
+            student_qkv = model(**model_inputs)
         losses = minilm_relation_loss(
             self._teacher_qkv.qkv,
-            self._student_qkv.qkv,
+            student_qkv,
             inputs["attention_mask"],
             self.distillation_settings["num_relation_heads"],
             self.distillation_settings["relations"],
@@ -71,7 +72,7 @@ class DistillationTrainer(Trainer):
         logs = self._relation_logs["train" if model.training else "eval"]
         for name in self.distillation_settings["relations"]:
             logs[name].append(losses[name].detach())
-        return (losses["loss"], outputs) if return_outputs else losses["loss"]
+        return (losses["loss"], student_qkv) if return_outputs else losses["loss"]
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Evaluation is the held-out relation loss: no logits, no labels."""

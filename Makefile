@@ -1,0 +1,41 @@
+# time-hub: `make demo` (offline demo on ../shared) and `make test` each install what they need first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch (on this project's machines it comes from local disk in seconds). On a GPU machine use
+# e.g. `make setup TORCH=torch` for the default CUDA build.
+TORCH ?= torch==2.13.0
+DEMO_RUN ?= runs/demo-da
+
+.PHONY: help setup demo test lint bench clean
+
+help:
+	@echo "make demo   distill a Danish student from ../shared/teachers/me5-small and select the best checkpoint"
+	@echo "make test   run the test suite (slow end-to-end tests included)"
+	@echo "make lint   ruff check + format check"
+	@echo "make bench  distillation-step benchmark (ours vs naive) -> benchmarks/results/"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH)"
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/time-hub distill --config recipes/demo/distill-da.yaml --output_dir $(DEMO_RUN)
+	HF_HUB_OFFLINE=1 $(BIN)/time-hub select $(DEMO_RUN)
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: setup
+	$(BIN)/ruff check time_hub tests benchmarks
+	$(BIN)/ruff format --check time_hub tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/distill_step.py --json benchmarks/results/distill_step-cpu.json
+
+clean:
+	rm -rf $(VENV) runs
