@@ -14,6 +14,18 @@ SHARED = ROOT.parent / "shared"
 TEACHER = SHARED / "teachers" / "me5-small"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tests run tiny models and short real runs: intra-op threads gain little there, and on busy shared cores
+    (measured here) waiting threads made them 5-20x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     if not TEACHER.is_dir():

@@ -55,13 +55,24 @@ def test_matches_per_example_reference_with_different_sizes():
 
 
 @pytest.mark.parametrize("heads", [1, 3, 12])
-def test_head_counts_and_chunking_agree(heads):
-    mask = _mask([8, 4], 8)
-    teacher, student = _qkv(2, 8, 36, seed=3), _qkv(2, 8, 12, seed=4)
-    full = minilm_relation_loss(teacher, student, mask, heads, heads_per_chunk=heads)
-    one_by_one = minilm_relation_loss(teacher, student, mask, heads, heads_per_chunk=1)
-    torch.testing.assert_close(full["loss"], one_by_one["loss"])
-    torch.testing.assert_close(full["qq"], _reference(teacher, student, mask, heads, ("qq",))["qq"])
+def test_head_counts_and_blocking_agree(heads):
+    mask = _mask([8, 4, 6], 8)
+    teacher, student = _qkv(3, 8, 36, seed=3), _qkv(3, 8, 12, seed=4)
+    whole = minilm_relation_loss(teacher, student, mask, heads, block_elements=10**6)
+    for student_tensor in student:
+        student_tensor.requires_grad_()
+    tiny = minilm_relation_loss(teacher, student, mask, heads, block_elements=1)  # one example x one head a block
+    torch.testing.assert_close(whole["loss"], tiny["loss"].detach())
+    tiny["loss"].backward()
+    grads = [t.grad.clone() for t in student]
+    for t in student:
+        t.grad = None
+    minilm_relation_loss(teacher, student, mask, heads, block_elements=10**6)["loss"].backward()
+    for g, t in zip(grads, student):
+        torch.testing.assert_close(g, t.grad)
+    torch.testing.assert_close(
+        whole["qq"], _reference(teacher, [t.detach() for t in student], mask, heads, ("qq",))["qq"]
+    )
 
 
 def test_appending_padding_does_not_change_the_loss():
@@ -77,11 +88,24 @@ def test_appending_padding_does_not_change_the_loss():
         torch.testing.assert_close(padded[name], base[name])
 
 
+def test_left_padding_gives_the_same_loss_as_right_padding():
+    lengths, seq = [6, 3], 6
+    teacher, student = _qkv(2, seq, 16, seed=12), _qkv(2, seq, 8, seed=13)
+    right = minilm_relation_loss(teacher, student, _mask(lengths, seq), num_relation_heads=2)
+
+    def to_left(qkv):
+        return tuple(torch.stack([t[b].roll(seq - n, dims=0) for b, n in enumerate(lengths)]) for t in qkv)
+
+    left_mask = _mask(lengths, seq).flip(-1)
+    left = minilm_relation_loss(to_left(teacher), to_left(student), left_mask, num_relation_heads=2)
+    torch.testing.assert_close(left["loss"], right["loss"])
+
+
 def test_gradients_reach_the_student_only_and_match_the_reference():
     mask = _mask([5, 2], 5)
     teacher = _qkv(2, 5, 8, seed=7, requires_grad=True)
     student = _qkv(2, 5, 8, seed=8, requires_grad=True)
-    minilm_relation_loss(teacher, student, mask, 2, heads_per_chunk=1)["loss"].backward()
+    minilm_relation_loss(teacher, student, mask, 2, block_elements=1)["loss"].backward()
     assert all(t.grad is None for t in teacher)
     got = [t.grad.clone() for t in student]
     student_ref = tuple(t.detach().clone().requires_grad_() for t in student)

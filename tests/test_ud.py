@@ -13,15 +13,6 @@ from time_hub.tasks.ud_model import CONFIG_FILE, HEADS_FILE, UDModel, load_encod
 from time_hub.tasks.ud_parser import is_tree
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two threads on a shared 2-core machine make small matmuls ~20x slower (spin-waiting); one is plenty here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data(shared, tmp_path_factory):
     """64 training and 32 evaluation sentences of da/dev.conllu."""

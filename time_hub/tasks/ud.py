@@ -22,13 +22,13 @@ from transformers import (
     AutoTokenizer,
     EarlyStoppingCallback,
     PreTrainedTokenizerBase,
-    Trainer,
     TrainingArguments,
     set_seed,
 )
 
 from time_hub.tasks.conllu import Sentence, read_conllu, write_conllu
 from time_hub.tasks.results import TaskResults
+from time_hub.tasks.training import TaskTrainer
 from time_hub.tasks.ud_metrics import ud_scores
 from time_hub.tasks.ud_model import UDCollator, UDLabels, UDModel, UDSettings, encode_sentences, load_encoder, predict
 
@@ -37,33 +37,11 @@ logger = logging.getLogger(__name__)
 SELECTION_METRIC = "LAS"
 
 
-class UDTrainer(Trainer):
-    """A `Trainer` whose evaluation decodes trees and computes the CoNLL 2018 metrics on gold `Sentence`s.
+class UDTrainer(TaskTrainer):
+    """A `TaskTrainer` whose evaluation decodes trees and computes the CoNLL 2018 metrics on gold `Sentence`s.
 
     `eval_dataset` is the list of gold dev sentences (not features); metrics are logged as `eval_LAS` etc.
     """
-
-    def __init__(self, *args, head_learning_rate: float | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.head_learning_rate = head_learning_rate
-
-    def create_optimizer(self, model=None):
-        """The Trainer's optimizer, with `head_learning_rate` for the randomly initialised heads when it is set."""
-        if self.optimizer is None and self.head_learning_rate is not None:
-            model = self.model if model is None else model
-            decay = set(self.get_decay_parameter_names(model))
-            groups: dict[tuple[bool, bool], list] = {}
-            for name, param in model.named_parameters():
-                if param.requires_grad:
-                    groups.setdefault((not name.startswith("encoder."), name in decay), []).append(param)
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-            param_groups = [
-                {"params": params, "weight_decay": self.args.weight_decay if decays else 0.0}
-                | ({"lr": self.head_learning_rate} if is_head else {})
-                for (is_head, decays), params in groups.items()
-            ]
-            self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
-        return super().create_optimizer(model)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         gold: list[Sentence] = eval_dataset if eval_dataset is not None else self.eval_dataset

@@ -1,0 +1,216 @@
+"""`time-hub finetune`, `time-hub evaluate` and `time-hub compare`: argument parsing and dispatch by task.
+
+finetune/evaluate read `[--config RECIPE.yaml] [--key value ...]` through `time_hub.recipe` (flat keys = fields of
+the dataclasses below and, for finetune, `TrainingArguments`; command-line keys override the recipe; unknown keys and
+ill-typed values are errors naming the file or command line and the key). Each task module (`time_hub.tasks.ud`,
+`.ner`, `.qa`) is imported only when its task is asked for, and provides
+`finetune(model, train, dev, output_dir, training_args, max_length=...)` and
+`evaluate(model_dir, data_file, split, batch_size, predictions_file)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import Literal
+
+from transformers import TrainingArguments
+
+from time_hub.recipe import RecipeError, help_text, parse
+from time_hub.tasks.results import TaskResults
+
+Task = Literal["ud", "ner", "qa"]
+# Options that only some tasks take -> those tasks.
+QA_OPTIONS = dict.fromkeys(("doc_stride", "max_answer_length", "n_best"), ("qa",))
+EVALUATE_OPTIONS = QA_OPTIONS | {"max_length": ("ner", "qa")}
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneArguments:
+    """What to fine-tune on what; the training loop itself is configured by `TrainingArguments` keys."""
+
+    task: Task = field(metadata={"help": "ud (tagging, lemmas, parsing), ner (IOB2 entities) or qa (SQuAD v1.1)"})
+    model: str = field(metadata={"help": "encoder folder or Hub id to fine-tune"})
+    train: str = field(metadata={"help": "training file (.conllu, .iob2, SQuAD .json) or Hub dataset id"})
+    dev: str | None = field(default=None, metadata={"help": "dev file for model selection and the final score"})
+    max_length: int | None = field(default=None, metadata={"help": "subwords per sequence (task default if unset)"})
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "stop after this many evaluations without dev improvement"}
+    )
+    head_learning_rate: float | None = field(
+        default=None, metadata={"help": "peak learning rate of the new task head(s) (default: the task's own)"}
+    )
+    doc_stride: int | None = field(default=None, metadata={"help": "qa: overlap of context windows, in subwords"})
+    max_answer_length: int | None = field(default=None, metadata={"help": "qa: longest answer span, in subwords"})
+    n_best: int | None = field(default=None, metadata={"help": "qa: start/end candidates per window"})
+
+    def __post_init__(self):
+        _check_task_options(self, QA_OPTIONS)
+
+
+@dataclass
+class EvaluateArguments:
+    """Score a fine-tuned model folder on one data file and write `results.json`."""
+
+    task: Task = field(metadata={"help": "ud, ner or qa"})
+    model: str = field(metadata={"help": "fine-tuned model folder (output_dir of time-hub finetune)"})
+    data: str = field(metadata={"help": "data file (.conllu, .iob2, SQuAD .json) or Hub dataset id"})
+    split: str = field(default="dev", metadata={"help": "split name recorded in the results (and Hub split)"})
+    output: str | None = field(default=None, metadata={"help": "where to write results.json"})
+    predictions: str | None = field(default=None, metadata={"help": "where to write the predictions"})
+    batch_size: int = 32
+    max_length: int | None = field(default=None, metadata={"help": "ner, qa: subwords per sequence"})
+    doc_stride: int | None = field(default=None, metadata={"help": "qa: overlap of context windows"})
+    max_answer_length: int | None = field(default=None, metadata={"help": "qa: longest answer span"})
+    n_best: int | None = field(default=None, metadata={"help": "qa: start/end candidates per window"})
+
+    def __post_init__(self):
+        _check_task_options(self, EVALUATE_OPTIONS)
+
+
+def _check_task_options(args, options: dict[str, tuple[str, ...]]) -> None:
+    wrong = [name for name, tasks in options.items() if getattr(args, name) is not None and args.task not in tasks]
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} do not apply to task {args.task}")
+
+
+def _task_module(task: str):
+    return importlib.import_module(f"time_hub.tasks.{task}")
+
+
+def _set(args, names: tuple[str, ...]) -> dict:
+    """The options among `names` that were given (None means: the task function's default)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def parse_finetune(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
+    """Recipe + overrides -> dataclasses. `output_dir` must be given: a default folder would collect stray runs."""
+    (finetune_args, training_args), values = parse((FinetuneArguments, TrainingArguments), argv)
+    if "output_dir" not in values:
+        raise RecipeError("the command line: --output_dir is required")
+    return finetune_args, training_args
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def finetune_main(argv: list[str]) -> int:
+    """`time-hub finetune --task ud|ner|qa --model M --train F [--dev F] --output_dir D [--config R] [--key v]`."""
+    if not argv or "-h" in argv or "--help" in argv:
+        description = "Fine-tune an encoder on a task; save the best model and results.json in output_dir."
+        print(help_text("time-hub finetune", description, (FinetuneArguments, TrainingArguments)))
+        return 0
+    try:
+        args, training_args = parse_finetune(argv)
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _setup_logging()
+    options = _set(args, ("max_length", "early_stopping_patience", "head_learning_rate", *QA_OPTIONS))
+    try:
+        results = _task_module(args.task).finetune(
+            args.model, args.train, args.dev, training_args.output_dir, training_args, **options
+        )
+    except (ValueError, OSError) as e:  # bad data or paths: the message names the file and line or key
+        logger.debug("finetune failed", exc_info=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.task} model saved to {training_args.output_dir}; {results.split} {_summary(results)}")
+    return 0
+
+
+def evaluate_main(argv: list[str]) -> int:
+    """`time-hub evaluate --task ud|ner|qa --model DIR --data FILE [--split dev] [--output results.json]`."""
+    if not argv or "-h" in argv or "--help" in argv:
+        description = "Score a fine-tuned model on a data file; print the metrics, optionally save results.json."
+        print(help_text("time-hub evaluate", description, (EvaluateArguments,)))
+        return 0
+    try:
+        ((args,), _) = parse((EvaluateArguments,), argv)
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _setup_logging()
+    options = _set(args, tuple(EVALUATE_OPTIONS))
+    try:
+        results = _task_module(args.task).evaluate(
+            args.model, args.data, args.split, args.batch_size, args.predictions, **options
+        )
+    except (ValueError, OSError) as e:  # bad data or paths: the message names the file and line or key
+        logger.debug("evaluate failed", exc_info=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.output:
+        results.save(args.output)
+    print(json.dumps(results.metrics, indent=2))
+    print(f"{args.task} {args.split}: {_summary(results)}" + (f" -> {args.output}" if args.output else ""))
+    return 0
+
+
+def _summary(results: TaskResults) -> str:
+    return ", ".join(f"{name} {value:.2f}" for name, value in results.metrics.items())
+
+
+def format_comparison(rows: list[tuple[str, TaskResults]], reference: TaskResults, markdown: bool = False) -> str:
+    """A table with one row per model and one column per metric of `reference`'s task.
+
+    Each cell is `value (retention)`, retention = value / reference value in percent; `-` where a model lacks the
+    metric, `n/a` where the reference value is 0.
+    """
+    tasks = {r.task for _, r in rows} | {reference.task}
+    if len(tasks) > 1:
+        raise ValueError(f"cannot compare results of different tasks: {sorted(tasks)}")
+    metrics = list(reference.metrics)
+    header = ["model", "params (M)", *metrics]
+    table = []
+    for name, result in rows:
+        cells = [name, f"{result.num_parameters / 1e6:.1f}"]
+        for metric in metrics:
+            value, ref = result.metrics.get(metric), reference.metrics[metric]
+            if value is None:
+                cells.append("-")
+            else:
+                retention = f"{100.0 * value / ref:.1f}%" if ref else "n/a"
+                cells.append(f"{value:.2f} ({retention})")
+        table.append(cells)
+    datasets = sorted({f"{r.dataset} [{r.split}]" for _, r in rows} | {f"{reference.dataset} [{reference.split}]"})
+    note = f"{reference.task}: value (retention = value / reference {reference.model}) on {'; '.join(datasets)}"
+    if len(datasets) > 1:
+        note += "\nwarning: the results come from different data, so retention compares unlike things"
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        lines += ["| " + " | ".join(cells) + " |" for cells in table]
+    else:
+        widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+        lines = [
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+            for row in [header, *table]
+        ]
+    return "\n".join([*lines, "", note])
+
+
+def compare_main(argv: list[str]) -> int:
+    """`time-hub compare RESULTS.json... [--reference FILE] [--markdown]`."""
+    parser = argparse.ArgumentParser(prog="time-hub compare", description=compare_main.__doc__)
+    parser.add_argument("results", nargs="+", help="results.json files, one per model")
+    parser.add_argument("--reference", help="results.json of the reference model (default: the first file)")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = parser.parse_args(argv)
+    paths = ([args.reference] if args.reference and args.reference not in args.results else []) + args.results
+    try:
+        loaded = [TaskResults.load(path) for path in paths]
+        reference = TaskResults.load(args.reference) if args.reference else loaded[0]
+        names = [r.model for r in loaded]
+        if len(set(names)) < len(names):  # the same model on several files: tell the rows apart by file
+            names = paths
+        print(format_comparison(list(zip(names, loaded)), reference, args.markdown))
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
