@@ -8,6 +8,8 @@ after loading (CUDA: allocator peak; CPU: resident set size sampled every 2 ms).
 
     python benchmarks/distill_step.py                       # CPU: me5-small teacher -> L4-H256-A4, batch 32 x 512
     python benchmarks/distill_step.py --device cuda --student m --json benchmarks/results/distill_step-cuda.json
+    # the TiME setting: a 24-layer teacher distilled at layer 12 (me5-small widths, random weights: same speed)
+    python benchmarks/distill_step.py --teacher_layers 24 --teacher_layer 12
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def naive_loss(teacher, student, input_ids, mask, teacher_layer, student_layer, 
 
 def worker(opts) -> dict:
     import torch
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from time_hub.distill.config import DistillationConfig
     from time_hub.distill.student import build_student
@@ -130,10 +132,15 @@ def worker(opts) -> dict:
     torch.set_num_threads(opts.threads or torch.get_num_threads())
     device = torch.device(opts.device)
     tokenizer = AutoTokenizer.from_pretrained(opts.teacher)
-    teacher = load_teacher(str(opts.teacher)).to(device)
+    if opts.teacher_layers:  # a deeper teacher of the same widths; random weights run at the same speed
+        torch.manual_seed(0)
+        config = AutoConfig.from_pretrained(opts.teacher, num_hidden_layers=opts.teacher_layers)
+        teacher = AutoModel.from_config(config, add_pooling_layer=False).to(device)
+    else:
+        teacher = load_teacher(str(opts.teacher)).to(device)
     student = build_student(AutoConfig.from_pretrained(opts.teacher), tokenizer, opts.student, seed=0).to(device)
     input_ids, mask = (t.to(device) for t in make_batch(tokenizer, opts.batch, opts.seq, opts.text))
-    layers = (teacher.config.num_hidden_layers, student.config.num_hidden_layers)
+    layers = (opts.teacher_layer or teacher.config.num_hidden_layers, student.config.num_hidden_layers)
 
     if opts.variant == "ours":
         config = DistillationConfig(
@@ -141,6 +148,7 @@ def worker(opts) -> dict:
             report_to="none",
             use_cpu=device.type == "cpu",
             teacher_name_or_path=str(opts.teacher),
+            teacher_layer=layers[0],
             num_relation_heads=opts.heads,
         )
         trainer = DistillationTrainer(student, config, teacher_model=teacher)
@@ -190,6 +198,8 @@ def main() -> None:
     parser.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER)
     parser.add_argument("--student", default="L4-H256-A4")
     parser.add_argument("--heads", type=int, default=32, help="relation heads (divide both hidden sizes)")
+    parser.add_argument("--teacher_layers", type=int, default=0, help="build a teacher this deep (random weights)")
+    parser.add_argument("--teacher_layer", type=int, default=0, help="distillation layer (default: last)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--steps", type=int, default=2)
@@ -212,6 +222,8 @@ def main() -> None:
     report = {
         "setup": {
             "teacher": str(opts.teacher.name),
+            "teacher_layers": opts.teacher_layers or "as stored",
+            "teacher_layer": opts.teacher_layer or "last",
             "student": opts.student,
             "relation_heads": opts.heads,
             "batch": opts.batch,

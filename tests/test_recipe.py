@@ -36,6 +36,12 @@ def test_overrides_win_and_yaml_float_strings_become_floats(tmp_path):
     assert args.relations == ["qq", "vv"]
 
 
+def test_yes_and_no_are_strings_not_yaml_1_1_booleans(tmp_path):
+    recipe = _write(tmp_path, BASE + "save_strategy: no\npacking: false\n")
+    (args, _, corpus), _ = parse(DATACLASSES, ["--config", recipe, "--eval_strategy", "no"])
+    assert args.eval_strategy == "no" and args.save_strategy == "no" and corpus.packing is False
+
+
 @pytest.mark.parametrize(
     "extra, argv, message",
     [

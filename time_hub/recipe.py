@@ -2,7 +2,8 @@
 
 Unknown keys and values of the wrong type are rejected with one error naming the file (or the command line) and the
 key; so is anything the dataclasses' own `__post_init__` validation refuses. Floats such as `5e-5`, which PyYAML
-reads as strings, are accepted for float fields.
+reads as strings, are accepted for float fields. Booleans are YAML 1.2's (`true`/`false` only), so `eval_strategy: no`
+stays the string "no" instead of PyYAML's 1.1 `False`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import re
 import types
 import typing
 from pathlib import Path
@@ -18,6 +20,22 @@ from typing import Any
 import yaml
 
 CLI = "the command line"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: yes/no/on/off are strings."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def yaml_value(text: str):
+    return yaml.load(text, Loader=_Loader)
 
 
 class RecipeError(ValueError):
@@ -85,7 +103,7 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml_value(Path(path).read_text()) or {}
     except yaml.YAMLError as e:
         raise RecipeError(f"{path}: not valid YAML: {e}") from None
     except OSError as e:
@@ -109,7 +127,7 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
                 raise RecipeError(f"{CLI}: --{key} needs a value")
             value = argv[i + 1]
             i += 1
-        out[key] = yaml.safe_load(value) if value != "" else ""
+        out[key] = yaml_value(value) if value != "" else ""
         i += 1
     return out
 
@@ -161,8 +179,13 @@ def help_text(prog: str, description: str, dataclass_types: tuple[type, ...]) ->
         for f in dataclasses.fields(cls):
             if not f.init:
                 continue
-            default = f.default if f.default is not dataclasses.MISSING else "(factory)"
+            if f.default is not dataclasses.MISSING:
+                default = f"default {f.default!r}"
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f"default {f.default_factory()!r}"
+            else:
+                default = "required"
             help_ = " ".join(str(f.metadata.get("help", "")).split())
-            lines.append(f"  --{f.name} (default {default!r}) {help_}".rstrip())
+            lines.append(f"  --{f.name} ({default}) {help_}".rstrip())
         lines.append("")
     return "\n".join(lines)

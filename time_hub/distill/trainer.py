@@ -30,8 +30,8 @@ class DistillationTrainer(Trainer):
 
     The teacher is frozen, in eval mode, without gradients, in `args.teacher_dtype`, and truncated after its
     distillation layer. Only the student is saved (`save_pretrained` + tokenizer in every checkpoint), together with
-    `distillation.json` (the resolved loss settings). `teacher_model` may be given directly (e.g. a model already in
-    memory); otherwise it is loaded from `args.teacher_name_or_path`.
+    `distillation.json` (the resolved loss settings). `teacher_model` may be given directly (a model already in memory,
+    used in its own dtype); otherwise it is loaded from `args.teacher_name_or_path` in `args.teacher_dtype`.
     """
 
     # compute_loss returns a per-batch mean; the Trainer divides by the accumulation steps.
@@ -43,7 +43,8 @@ class DistillationTrainer(Trainer):
         teacher = (
             teacher_model if teacher_model is not None else load_teacher(args.teacher_name_or_path, args.teacher_dtype)
         )
-        adapter_for(teacher), adapter_for(model)  # fail early, naming the unsupported model_type
+        for checked in (teacher, model):  # fail early, naming an unsupported model_type
+            adapter_for(checked)
         self.distillation_settings = args.resolve(teacher.config, model.config)
         truncate_after(teacher, self.distillation_settings["teacher_layer"])
         teacher.requires_grad_(False).eval()

@@ -4,10 +4,10 @@
 Trainer's `evaluate` is replaced by tree decoding + `ud_metrics`, so model selection uses real LAS, not loss), keeps
 the best model, saves it and writes `results.json`. `evaluate` reloads a saved model, predicts a file and scores it.
 
-Model selection: pass `TrainingArguments` with `eval_strategy`/`save_strategy` (e.g. "epoch") and
-`load_best_model_at_end=True`. `metric_for_best_model` becomes LAS when it is unset or a loss (the evaluation computes
-no loss); another UD metric name (e.g. "UPOS") is kept. `remove_unused_columns` is always turned off (the collator
-needs every field).
+Model selection (`training.dev_selection_args`): with a dev file, evaluation and saving default to every epoch and
+the best model is reloaded at the end; `metric_for_best_model` becomes LAS when it is unset or a loss (the evaluation
+computes no loss), another UD metric name (e.g. "UPOS") is kept. `remove_unused_columns` is always turned off (the
+collator needs every field).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from transformers import (
 
 from time_hub.tasks.conllu import Sentence, read_conllu, write_conllu
 from time_hub.tasks.results import TaskResults
-from time_hub.tasks.training import TaskTrainer
+from time_hub.tasks.training import TaskTrainer, dev_selection_args
 from time_hub.tasks.ud_metrics import ud_scores
 from time_hub.tasks.ud_model import UDCollator, UDLabels, UDModel, UDSettings, encode_sentences, load_encoder, predict
 
@@ -52,18 +52,6 @@ class UDTrainer(TaskTrainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
-
-
-def _training_arguments(args: TrainingArguments, has_dev: bool) -> TrainingArguments:
-    """A copy of the caller's arguments with what UD training needs (see the module docstring)."""
-    changes: dict = {"remove_unused_columns": False}
-    metric = args.metric_for_best_model
-    if metric is None or metric.endswith("loss"):  # the Trainer's default is "loss"; we select on LAS
-        changes.update(metric_for_best_model=SELECTION_METRIC, greater_is_better=True)
-    if not has_dev and (args.eval_strategy != "no" or args.load_best_model_at_end):
-        logger.warning("no dev file: turning off evaluation during training and best-model selection")
-        changes.update(eval_strategy="no", load_best_model_at_end=False)
-    return dataclasses.replace(args, **changes)
 
 
 def finetune(
@@ -98,7 +86,9 @@ def finetune(
     if truncated:
         logger.warning("%d training words beyond max_length=%d pieces are left out of the loss", truncated, max_length)
 
-    args = _training_arguments(training_args, dev is not None)
+    # The collator needs every field; selection on dev LAS (UD evaluation computes no loss).
+    args = dev_selection_args(training_args, output_dir, SELECTION_METRIC, dev is not None)
+    args = dataclasses.replace(args, remove_unused_columns=False)
     callbacks = []
     if early_stopping_patience:
         if dev is None:
