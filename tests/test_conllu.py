@@ -7,6 +7,7 @@ from time_hub.tasks.conllu import (
     parse_conllu,
     read_conllu,
     replace_columns,
+    resolve_conllu,
     split_conllu_file,
     split_sentences,
     write_conllu,
@@ -134,3 +135,16 @@ def test_split_conllu_file_writes_two_parsable_files(shared, tmp_path):
     counts = split_conllu_file(source, tmp_path / "train.conllu", tmp_path / "eval.conllu", eval_fraction=0.25)
     assert counts == (15, 5)
     assert (tmp_path / "train.conllu").read_text() + (tmp_path / "eval.conllu").read_text() == source.read_text()
+
+
+def test_resolve_conllu_finds_the_split_in_a_treebank_folder(tmp_path, shared):
+    dev = shared / "data/ud/da/dev.conllu"
+    assert resolve_conllu(dev, "dev") == dev
+    folder = tmp_path / "UD_Danish-DDT"
+    folder.mkdir()
+    (folder / "da_ddt-ud-dev.conllu").write_bytes(dev.read_bytes())
+    assert resolve_conllu(folder, "dev") == folder / "da_ddt-ud-dev.conllu"
+    with pytest.raises(FileNotFoundError, match=r"expected one \*-ud-train.conllu, found 0"):
+        resolve_conllu(folder, "train")
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        resolve_conllu(tmp_path / "missing.conllu", "dev")

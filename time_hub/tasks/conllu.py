@@ -178,6 +178,26 @@ def read_conllu(path: str | Path) -> list[Sentence]:
     return parse_conllu(path.read_text(encoding="utf-8"), source=str(path))
 
 
+def resolve_conllu(source: str | Path, split: str) -> Path:
+    """The CoNLL-U file for `split` (train/dev/test) of `source`: a file; a UD release treebank folder (holding
+    `<code>-ud-<split>.conllu`); or a Hub dataset repository of raw CoNLL-U files, `org/name`. (datasets >= 4 runs no
+    loading scripts, so the old script-based `universal_dependencies` dataset does not load; raw files do.)"""
+    path = Path(source)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):
+            raise FileNotFoundError(f"{source}: no such file or folder (nor a Hub dataset id like 'org/name')")
+        from huggingface_hub import snapshot_download
+
+        path = Path(snapshot_download(str(source), repo_type="dataset", allow_patterns=[f"*-ud-{split}.conllu"]))
+    found = sorted(path.rglob(f"*-ud-{split}.conllu"))
+    if len(found) != 1:
+        names = [str(f.relative_to(path)) for f in found]
+        raise FileNotFoundError(f"{source}: expected one *-ud-{split}.conllu, found {len(found)}: {names}")
+    return found[0]
+
+
 def format_conllu(sentences: Iterable[Sentence]) -> str:
     return "".join(s.to_text() for s in sentences)
 

@@ -26,7 +26,7 @@ from transformers import (
     set_seed,
 )
 
-from time_hub.tasks.conllu import Sentence, read_conllu, write_conllu
+from time_hub.tasks.conllu import Sentence, read_conllu, resolve_conllu, write_conllu
 from time_hub.tasks.results import TaskResults
 from time_hub.tasks.training import TaskTrainer, dev_selection_args
 from time_hub.tasks.ud_metrics import ud_scores
@@ -77,8 +77,8 @@ def finetune(
     """
     start = time.time()
     set_seed(training_args.seed)  # before the heads are initialised
-    train = read_conllu(train_file)
-    dev = read_conllu(dev_file) if dev_file else None
+    train = read_conllu(resolve_conllu(train_file, "train"))
+    dev = read_conllu(resolve_conllu(dev_file, "dev")) if dev_file else None
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
     labels = UDLabels.from_sentences(train)
     model = UDModel(load_encoder(model_name_or_path), labels, UDSettings(max_length=max_length))
@@ -141,7 +141,7 @@ def evaluate(
     return TaskResults with UPOS/XPOS/UFeats/AllTags/Lemmas/UAS/LAS/MLAS/BLEX."""
     start = time.time()
     model, tokenizer = load_ud_model(model_dir)
-    gold = read_conllu(data_file)
+    gold = read_conllu(resolve_conllu(data_file, split))
     predict_start = time.time()
     predicted, truncated = predict(model, tokenizer, gold, batch_size)
     predict_seconds = time.time() - predict_start
