@@ -1,7 +1,8 @@
 """Teacher vs distilled student vs random-init student on Danish UD and NER, same fine-tuning for all three.
 
 UD: `../shared/data/ud/da/dev.conllu` split 80/20 (train / eval); NER: `../shared/data/ner/da/{train,dev}.iob2`.
-Writes every run's results.json under --out and a markdown table with retention (model / teacher) per metric.
+Writes every run's results.json under --out and a markdown table with retention (model / teacher) per metric. A
+(model, task) whose results.json already exists under --out is read, not re-run (e.g. to compare a new student).
 
     python benchmarks/task_table.py --student runs/demo-da/best --out benchmarks/results/da_tasks
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -88,14 +88,16 @@ def main() -> None:
             ("ud", ud, ud_train, ud_eval, opts.ud_epochs, 8, opts.ud_lr),
             ("ner", ner, ner_train, ner_dev, opts.ner_epochs, 16, opts.ner_lr),
         ):
-            start = time.time()
-            run_dir = opts.work / name / task
-            args = training_args(run_dir, epochs, batch, lr, opts.seed)
-            result: TaskResults = module.finetune(str(path), str(train), str(dev), str(run_dir), args)
-            result.save(opts.out / name / f"{task}.json")
+            saved = opts.out / name / f"{task}.json"
+            if saved.exists():
+                result = TaskResults.load(saved)
+            else:
+                run_dir = opts.work / name / task
+                args = training_args(run_dir, epochs, batch, lr, opts.seed)
+                result = module.finetune(str(path), str(train), str(dev), str(run_dir), args)
+                result.save(saved)
             rows[name][task] = {m: result.metrics[m] for m in METRICS[task]}
-            rows[name][f"{task}_seconds"] = round(time.time() - start, 1)
-            print(name, task, rows[name][task], f"{rows[name][f'{task}_seconds']} s", flush=True)
+            print(name, task, rows[name][task], flush=True)
 
     header = ["model", "encoder params", *(f"{t} {m}" for t, ms in METRICS.items() for m in ms)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -91,8 +91,8 @@ def test_model_selection_keeps_the_best_las(trained):
     results, _ = trained
     training = results.extra["training"]
     assert len(training["dev_las"]) == 3  # one evaluation per epoch
-    assert training["best_metric"] == max(training["dev_las"])
-    assert results.metrics["LAS"] == pytest.approx(training["best_metric"])  # the saved model is the best one
+    assert training["best_dev_metric"] == max(training["dev_las"])
+    assert results.metrics["LAS"] == pytest.approx(training["best_dev_metric"])  # the saved model is the best one
 
 
 def test_predictions_are_well_formed_trees_and_keep_the_rest(trained, data, tmp_path):

@@ -110,14 +110,14 @@ def finetune(
     results = evaluate(output_dir, dev_file or train_file, split="dev" if dev_file else "train")
     results.extra["training"] = {
         "train_file": str(train_file),
-        "train_sentences": len(train),
+        "sentences": len(train),
         "train_truncated_words": truncated,
         "steps": train_output.global_step,
         "train_loss": train_output.training_loss,
         "best_checkpoint": trainer.state.best_model_checkpoint,
-        "best_metric": trainer.state.best_metric,
+        "best_dev_metric": trainer.state.best_metric,
         "dev_las": [entry["eval_LAS"] for entry in trainer.state.log_history if "eval_LAS" in entry],
-        "seconds": round(time.time() - start, 2),
+        "train_seconds": round(time.time() - start, 2),
         "seed": args.seed,
         "learning_rate": args.learning_rate,
         "head_learning_rate": head_learning_rate,
