@@ -46,8 +46,9 @@ def tokenizer(teacher_dir):
 
 
 @pytest.fixture(scope="session")
-def tiny_teacher_dir(tmp_path_factory, tokenizer) -> Path:
-    """A 2-layer BERT teacher with the shared (real) tokenizer: fast, and a valid `from_pretrained` folder."""
+def tiny_bert_dir(tmp_path_factory, tokenizer) -> Path:
+    """A 2-layer BERT with the shared (real) tokenizer, as a `from_pretrained` folder: the teacher of distillation
+    tests and the encoder of task tests."""
     import torch
     from transformers import BertConfig, BertModel
 
@@ -63,7 +64,7 @@ def tiny_teacher_dir(tmp_path_factory, tokenizer) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    path = tmp_path_factory.mktemp("tiny-teacher")
+    path = tmp_path_factory.mktemp("tiny-bert")
     BertModel(config, add_pooling_layer=False).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

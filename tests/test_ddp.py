@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_two_process_ddp_ranks_agree_on_the_saved_student(tmp_path, tiny_teacher_dir, da_lines):
+def test_two_process_ddp_ranks_agree_on_the_saved_student(tmp_path, tiny_bert_dir, da_lines):
     corpus = tmp_path / "da.txt"
     corpus.write_text("\n".join(da_lines[:300]) + "\n", encoding="utf-8")
     script = tmp_path / "ddp_distill.py"
@@ -51,7 +51,7 @@ def test_two_process_ddp_ranks_agree_on_the_saved_student(tmp_path, tiny_teacher
         port = str(sock.getsockname()[1])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
     result = subprocess.run(
-        [*cmd, str(script), str(tiny_teacher_dir), str(corpus), str(out)],
+        [*cmd, str(script), str(tiny_bert_dir), str(corpus), str(out)],
         env=env,
         capture_output=True,
         text=True,

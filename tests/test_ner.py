@@ -115,8 +115,8 @@ def test_entity_scores_by_hand():
         ner.entity_scores([["O"]], [["O", "O"]])
 
 
-def test_task_head_gets_its_own_learning_rate(tiny_teacher_dir, tmp_path):
-    model = AutoModelForTokenClassification.from_pretrained(tiny_teacher_dir, num_labels=3)
+def test_task_head_gets_its_own_learning_rate(tiny_bert_dir, tmp_path):
+    model = AutoModelForTokenClassification.from_pretrained(tiny_bert_dir, num_labels=3)
     args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-5, weight_decay=0.01, report_to="none")
     optimizer = TaskTrainer(model=model, args=args, head_learning_rate=1e-3).create_optimizer()
     head = {id(p) for p in model.classifier.parameters()}
@@ -130,7 +130,7 @@ def test_task_head_gets_its_own_learning_rate(tiny_teacher_dir, tmp_path):
     assert {group["lr"] for group in plain.param_groups} == {1e-5}
 
 
-def test_finetune_tiny_model_end_to_end(tiny_teacher_dir, da, tmp_path):
+def test_finetune_tiny_model_end_to_end(tiny_bert_dir, da, tmp_path):
     train = write_slice(da / "train.iob2", tmp_path / "train.iob2", 120)
     dev = write_slice(da / "dev.iob2", tmp_path / "dev.iob2", 40)
     out = tmp_path / "out"
@@ -138,7 +138,7 @@ def test_finetune_tiny_model_end_to_end(tiny_teacher_dir, da, tmp_path):
         output_dir="ignored", max_steps=6, per_device_train_batch_size=16, learning_rate=1e-3, eval_strategy="steps",
         eval_steps=3, save_steps=3, use_cpu=True, report_to="none", seed=1,
     )  # fmt: skip
-    results = ner.finetune(str(tiny_teacher_dir), str(train), str(dev), str(out), args, max_length=64)
+    results = ner.finetune(str(tiny_bert_dir), str(train), str(dev), str(out), args, max_length=64)
 
     assert results.task == "ner" and results.split == "dev" and results.examples == 40
     assert set(results.metrics) == {"precision", "recall", "f1", "accuracy"}
@@ -165,14 +165,14 @@ def test_finetune_tiny_model_end_to_end(tiny_teacher_dir, da, tmp_path):
     assert [s.tokens for s in predicted] == [s.tokens for s in ner.read_iob2(dev)]
 
 
-def test_tiny_model_overfits_a_few_sentences(tiny_teacher_dir, da, tmp_path):
+def test_tiny_model_overfits_a_few_sentences(tiny_bert_dir, da, tmp_path):
     """Labels reach the right subwords: a tiny model memorises 16 sentences (all-O predictions would score F1 0)."""
     data = write_slice(da / "train.iob2", tmp_path / "few.iob2", 16)
     args = TrainingArguments(
         output_dir="ignored", max_steps=60, per_device_train_batch_size=16, learning_rate=3e-3, use_cpu=True,
         report_to="none", seed=0, save_strategy="no",
     )  # fmt: skip
-    results = ner.finetune(str(tiny_teacher_dir), str(data), None, str(tmp_path / "out"), args, max_length=64)
+    results = ner.finetune(str(tiny_bert_dir), str(data), None, str(tmp_path / "out"), args, max_length=64)
     assert results.split == "train" and results.examples == 16
     assert results.metrics["f1"] > 60, results.metrics
 

@@ -143,7 +143,7 @@ def test_decode_picks_the_best_valid_span_over_windows(xquad_examples, tokenizer
     assert short[examples[0].id] != answers[examples[0].id]
 
 
-def test_finetune_tiny_model_end_to_end(tiny_teacher_dir, xquad_en, tmp_path):
+def test_finetune_tiny_model_end_to_end(tiny_bert_dir, xquad_en, tmp_path):
     source = small_squad(xquad_en, tmp_path / "small.json", articles=3)
     train, dev = qa.split_squad_by_article(source, 2, tmp_path / "split")
     args = TrainingArguments(
@@ -151,7 +151,7 @@ def test_finetune_tiny_model_end_to_end(tiny_teacher_dir, xquad_en, tmp_path):
         eval_steps=2, save_steps=2, use_cpu=True, report_to="none", seed=0,
     )  # fmt: skip
     out = tmp_path / "out"
-    results = qa.finetune(str(tiny_teacher_dir), str(train), str(dev), str(out), args, max_length=128, doc_stride=32)
+    results = qa.finetune(str(tiny_bert_dir), str(train), str(dev), str(out), args, max_length=128, doc_stride=32)
     dev_questions = qa.read_squad(dev)
     assert results.task == "qa" and results.examples == len(dev_questions)
     assert set(results.metrics) == {"exact_match", "f1"}
@@ -172,13 +172,13 @@ def test_finetune_tiny_model_end_to_end(tiny_teacher_dir, xquad_en, tmp_path):
     assert set(json.loads(predictions.read_text())) == {e.id for e in dev_questions}
 
 
-def test_tiny_model_overfits_one_paragraph(tiny_teacher_dir, xquad_en, tmp_path):
+def test_tiny_model_overfits_one_paragraph(tiny_bert_dir, xquad_en, tmp_path):
     """Start/end positions point at the answers: a tiny model memorises 6 questions (untrained: EM about 0)."""
     data = small_squad(xquad_en, tmp_path / "one.json", articles=1, questions=6)
     args = TrainingArguments(
         output_dir="ignored", max_steps=80, per_device_train_batch_size=16, learning_rate=3e-3, use_cpu=True,
         report_to="none", seed=0, save_strategy="no",
     )  # fmt: skip
-    results = qa.finetune(str(tiny_teacher_dir), str(data), None, str(tmp_path / "out"), args, 128, 32)
+    results = qa.finetune(str(tiny_bert_dir), str(data), None, str(tmp_path / "out"), args, 128, 32)
     assert results.split == "train" and results.examples == 6
     assert results.metrics["f1"] > 40, results.metrics  # at least 3 of 6; 80 steps reach 5 of 6

@@ -82,14 +82,14 @@ def test_task_modules_share_the_contract():
         assert evaluate[:5] == ["model_dir", "data_file", "split", "batch_size", "predictions_file"]
 
 
-def test_bad_data_is_one_clear_error(capsys, tmp_path, tiny_teacher_dir):
+def test_bad_data_is_one_clear_error(capsys, tmp_path, tiny_bert_dir):
     bad = tmp_path / "bad.iob2"
     bad.write_text("1\tKjeld\tB-PER\n2\tChristensen\tX-PER\n")
     argv = [
         "--task",
         "ner",
         "--model",
-        str(tiny_teacher_dir),
+        str(tiny_bert_dir),
         "--train",
         str(bad),
         "--output_dir",
@@ -99,7 +99,7 @@ def test_bad_data_is_one_clear_error(capsys, tmp_path, tiny_teacher_dir):
     assert "bad.iob2:2: invalid IOB2 tag 'X-PER'" in capsys.readouterr().err
 
 
-def test_finetune_then_evaluate_from_the_command_line(tiny_teacher_dir, shared, tmp_path, capsys):
+def test_finetune_then_evaluate_from_the_command_line(tiny_bert_dir, shared, tmp_path, capsys):
     da = shared / "data" / "ner" / "da"
     blocks = (da / "dev.iob2").read_text(encoding="utf-8").split("\n\n")
     train, dev = tmp_path / "train.iob2", tmp_path / "dev.iob2"
@@ -107,7 +107,7 @@ def test_finetune_then_evaluate_from_the_command_line(tiny_teacher_dir, shared, 
     dev.write_text("\n\n".join(blocks[48:72]) + "\n")
     out = tmp_path / "run"
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "finetune" / "ner-cpu.yaml"
-    argv = ["--config", str(recipe), "--model", str(tiny_teacher_dir), "--train", str(train), "--dev", str(dev),
+    argv = ["--config", str(recipe), "--model", str(tiny_bert_dir), "--train", str(train), "--dev", str(dev),
             "--output_dir", str(out), "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2",
             "--max_length", "64", "--learning_rate", "1e-3"]  # fmt: skip
     assert commands.finetune_main(argv) == 0

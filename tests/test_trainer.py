@@ -56,9 +56,9 @@ class _Steps(TrainerCallback):
         self.seen.append(state.global_step)
 
 
-def test_training_updates_the_student_only_and_saves_standard_checkpoints(tmp_path, tiny_teacher_dir, corpus):
-    teacher_before = load_file(tiny_teacher_dir / "model.safetensors")
-    trainer = distill(_config(tiny_teacher_dir, tmp_path / "run"), StudentArguments("L2-H32-A2"), corpus)
+def test_training_updates_the_student_only_and_saves_standard_checkpoints(tmp_path, tiny_bert_dir, corpus):
+    teacher_before = load_file(tiny_bert_dir / "model.safetensors")
+    trainer = distill(_config(tiny_bert_dir, tmp_path / "run"), StudentArguments("L2-H32-A2"), corpus)
 
     teacher_now = {k: v.cpu() for k, v in trainer.teacher.state_dict().items()}
     for name, value in teacher_now.items():  # frozen, and truncation kept the distillation layer's weights
@@ -71,7 +71,7 @@ def test_training_updates_the_student_only_and_saves_standard_checkpoints(tmp_pa
         assert not any(k.startswith("teacher") for k in saved)
         assert saved["embeddings.word_embeddings.weight"].shape == (47000, 32)
         assert json.loads((ckpt / SETTINGS_FILE).read_text()) == {
-            "teacher": str(tiny_teacher_dir),
+            "teacher": str(tiny_bert_dir),
             "teacher_layer": 2,
             "student_layer": 2,
             "num_relation_heads": 4,
@@ -92,16 +92,16 @@ def test_training_updates_the_student_only_and_saves_standard_checkpoints(tmp_pa
     assert any("attention.self.query" in k for k in changed)
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_teacher_dir, corpus):
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_bert_dir, corpus):
     student = StudentArguments("L2-H32-A2")
-    distill(_config(tiny_teacher_dir, tmp_path / "straight"), student, corpus)
+    distill(_config(tiny_bert_dir, tmp_path / "straight"), student, corpus)
 
     with pytest.raises(KeyboardInterrupt):
-        distill(_config(tiny_teacher_dir, tmp_path / "crashed"), student, corpus, callbacks=[_Crash(at_step=5)])
+        distill(_config(tiny_bert_dir, tmp_path / "crashed"), student, corpus, callbacks=[_Crash(at_step=5)])
     assert (tmp_path / "crashed" / "checkpoint-3").is_dir() and not (tmp_path / "crashed" / "checkpoint-6").exists()
 
     steps = _Steps()
-    resumed_args = _config(tiny_teacher_dir, tmp_path / "crashed", resume_from_checkpoint="last")
+    resumed_args = _config(tiny_bert_dir, tmp_path / "crashed", resume_from_checkpoint="last")
     resumed = distill(resumed_args, student, corpus, callbacks=[steps])
     assert steps.seen == [4, 5, 6] and resumed.state.global_step == 6
     # Same data order, RNG and optimizer state: the resumed run ends where the uninterrupted one did.
@@ -111,23 +111,23 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_teacher_dir,
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
 
 
-def test_config_validation_names_the_problem(tiny_teacher_dir, tmp_path):
+def test_config_validation_names_the_problem(tiny_bert_dir, tmp_path):
     with pytest.raises(ValueError, match="teacher_name_or_path is required"):
         DistillationConfig(output_dir=str(tmp_path))
     with pytest.raises(ValueError, match="relations must be"):
-        _config(tiny_teacher_dir, tmp_path, relations=["qq", "qk"])
+        _config(tiny_bert_dir, tmp_path, relations=["qq", "qk"])
     with pytest.raises(ValueError, match="teacher_dtype"):
-        _config(tiny_teacher_dir, tmp_path, teacher_dtype="int8")
+        _config(tiny_bert_dir, tmp_path, teacher_dtype="int8")
     with pytest.raises(ValueError, match="teacher_layer must be a positive integer"):
-        _config(tiny_teacher_dir, tmp_path, teacher_layer=0)
+        _config(tiny_bert_dir, tmp_path, teacher_layer=0)
 
     large = BertConfig(num_hidden_layers=24, hidden_size=1024, num_attention_heads=16)
     small = BertConfig(num_hidden_layers=4, hidden_size=256, num_attention_heads=4)
-    config = _config(tiny_teacher_dir, tmp_path, num_relation_heads=None)
+    config = _config(tiny_bert_dir, tmp_path, num_relation_heads=None)
     with pytest.raises(ValueError, match="the teacher has 24 layers: set teacher_layer"):
         config.resolve(large, small)
     assert (
-        _config(tiny_teacher_dir, tmp_path, teacher_layer=12, num_relation_heads=None).resolve(large, small)[
+        _config(tiny_bert_dir, tmp_path, teacher_layer=12, num_relation_heads=None).resolve(large, small)[
             "num_relation_heads"
         ]
         == 64
@@ -135,4 +135,4 @@ def test_config_validation_names_the_problem(tiny_teacher_dir, tmp_path):
     with pytest.raises(ValueError, match="student hidden size 256 is not divisible by num_relation_heads=48"):
         config.resolve(BertConfig(hidden_size=384, num_attention_heads=12), small)
     with pytest.raises(ValueError, match="student_layer=5 but the student has 4 layers"):
-        _config(tiny_teacher_dir, tmp_path, student_layer=5, num_relation_heads=None).resolve(BertConfig(), small)
+        _config(tiny_bert_dir, tmp_path, student_layer=5, num_relation_heads=None).resolve(BertConfig(), small)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertModel, TrainingArguments
+from transformers import TrainingArguments
 
 from time_hub.tasks.conllu import read_conllu, write_conllu
 from time_hub.tasks.results import TaskResults
@@ -21,24 +21,6 @@ def data(shared, tmp_path_factory):
     write_conllu(root / "train.conllu", sentences[:64])
     write_conllu(root / "eval.conllu", sentences[64:96])
     return root
-
-
-@pytest.fixture(scope="module")
-def tiny_encoder(tokenizer, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_encoder")
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    BertModel(config, add_pooling_layer=False).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def training_args(output_dir, **overrides) -> TrainingArguments:
@@ -62,11 +44,11 @@ def training_args(output_dir, **overrides) -> TrainingArguments:
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_encoder, data, tmp_path_factory):
+def trained(tiny_bert_dir, data, tmp_path_factory):
     """One fine-tuning run shared by the tests below: (results, model directory)."""
     out = tmp_path_factory.mktemp("ud_model")
     results = finetune(
-        str(tiny_encoder), str(data / "train.conllu"), str(data / "eval.conllu"), str(out / "model"),
+        str(tiny_bert_dir), str(data / "train.conllu"), str(data / "eval.conllu"), str(out / "model"),
         training_args(out / "checkpoints"), max_length=64,
     )  # fmt: skip
     return results, out / "model"
@@ -137,24 +119,24 @@ def test_truncated_words_get_fallbacks_inside_a_tree(trained, data, tokenizer):
         assert all(w.head == root_child for w in p.words[6:])
 
 
-def test_training_changes_the_encoder(trained, tiny_encoder):
+def test_training_changes_the_encoder(trained, tiny_bert_dir):
     _, model_dir = trained
-    before, after = load_encoder(tiny_encoder).state_dict(), load_encoder(model_dir).state_dict()
+    before, after = load_encoder(tiny_bert_dir).state_dict(), load_encoder(model_dir).state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert len(changed) > len(before) // 2
 
 
-def test_early_stopping_and_no_dev(tiny_encoder, data, tmp_path):
+def test_early_stopping_and_no_dev(tiny_bert_dir, data, tmp_path):
     # learning rate 0 (heads included): LAS never improves after the first evaluation, so patience 1 stops after
     # epoch 2 of 10
     results = finetune(
-        str(tiny_encoder), str(data / "eval.conllu"), str(data / "eval.conllu"), str(tmp_path / "m"),
+        str(tiny_bert_dir), str(data / "eval.conllu"), str(data / "eval.conllu"), str(tmp_path / "m"),
         training_args(tmp_path / "ckpt", learning_rate=0.0, num_train_epochs=10, save_total_limit=None),
         max_length=64, early_stopping_patience=1, head_learning_rate=None,
     )  # fmt: skip
     assert results.extra["training"]["steps"] == 2 * 2  # 2 epochs x 32/16 batches
     no_dev = finetune(
-        str(tiny_encoder), str(data / "eval.conllu"), None, str(tmp_path / "m2"),
+        str(tiny_bert_dir), str(data / "eval.conllu"), None, str(tmp_path / "m2"),
         training_args(tmp_path / "ckpt2", num_train_epochs=1), max_length=64,
     )  # fmt: skip
     assert no_dev.split == "train" and no_dev.examples == 32
