@@ -186,11 +186,12 @@ def resolve_conllu(source: str | Path, split: str) -> Path:
     if path.is_file():
         return path
     if not path.is_dir():
-        if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):
-            raise FileNotFoundError(f"{source}: no such file or folder (nor a Hub dataset id like 'org/name')")
         from huggingface_hub import snapshot_download
 
-        path = Path(snapshot_download(str(source), repo_type="dataset", allow_patterns=[f"*-ud-{split}.conllu"]))
+        from time_hub.tasks.training import hub_dataset_id
+
+        repo = hub_dataset_id(source, "org/name")
+        path = Path(snapshot_download(repo, repo_type="dataset", allow_patterns=[f"*-ud-{split}.conllu"]))
     found = sorted(path.rglob(f"*-ud-{split}.conllu"))
     if len(found) != 1:
         names = [str(f.relative_to(path)) for f in found]

@@ -36,7 +36,14 @@ from transformers import (
 )
 
 from time_hub.tasks.results import TaskResults
-from time_hub.tasks.training import HUB_SPLITS, TaskTrainer, dev_selection_args, predict, train_and_save
+from time_hub.tasks.training import (
+    HUB_SPLITS,
+    TaskTrainer,
+    dev_selection_args,
+    hub_dataset_id,
+    predict,
+    train_and_save,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -133,9 +140,7 @@ def load_ner(source: str | Path, split: str = "train") -> list[NerSentence]:
     """A local IOB2 file, or a Hub dataset named `org/name[:config]` (WikiANN: `unimelb-nlp/wikiann:da`)."""
     if Path(source).exists():
         return read_iob2(source)
-    source = str(source)
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.-]+)?", source):
-        raise FileNotFoundError(f"{source}: no such file (nor a Hub dataset id like 'unimelb-nlp/wikiann:da')")
+    source = hub_dataset_id(source, "unimelb-nlp/wikiann:da", with_config=True)
     # Untested offline (tests never reach the Hub). datasets 5.x runs no loading scripts: WikiANN loads as parquet
     # data files from `unimelb-nlp/wikiann`, with the language code as config; `ner_tags` is a ClassLabel sequence.
     from datasets import load_dataset

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,14 @@ from transformers import (
 
 from time_hub.tasks.results import TaskResults
 from time_hub.tasks.squad_metric import squad_scores
-from time_hub.tasks.training import HUB_SPLITS, TaskTrainer, dev_selection_args, predict, train_and_save
+from time_hub.tasks.training import (
+    HUB_SPLITS,
+    TaskTrainer,
+    dev_selection_args,
+    hub_dataset_id,
+    predict,
+    train_and_save,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +134,7 @@ def load_squad(source: str | Path, split: str = "train") -> list[SquadExample]:
     """A local SQuAD v1.1 JSON file, or a Hub dataset with the SQuAD columns (e.g. `rajpurkar/squad`)."""
     if Path(source).exists():
         return read_squad(source)
-    source = str(source)
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", source):
-        raise FileNotFoundError(f"{source}: no such file (nor a Hub dataset id like 'rajpurkar/squad')")
+    source = hub_dataset_id(source, "rajpurkar/squad")
     # Untested offline (tests never reach the Hub): `rajpurkar/squad` loads as parquet data files with the columns
     # id, title, context, question, answers{text, answer_start}.
     from datasets import load_dataset

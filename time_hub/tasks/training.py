@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import tempfile
 import time
 
@@ -14,6 +15,14 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 logger = logging.getLogger(__name__)
 # Our split names -> the usual Hub split names.
 HUB_SPLITS = {"dev": "validation"}
+
+
+def hub_dataset_id(source: str, example: str, with_config: bool = False) -> str:
+    """`source` (not a local path) as a Hub dataset id `org/name` (or `org/name:config`), else one clear error."""
+    pattern = r"[\w.-]+/[\w.-]+" + (r"(:[\w.-]+)?" if with_config else "")
+    if not re.fullmatch(pattern, str(source)):
+        raise FileNotFoundError(f"{source}: no such file or folder (nor a Hub dataset id like '{example}')")
+    return str(source)
 
 
 def dev_selection_args(args: TrainingArguments, output_dir: str, metric: str, has_dev: bool) -> TrainingArguments:
