@@ -73,3 +73,28 @@ def tiny_bert_dir(tmp_path_factory, tokenizer) -> Path:
 @pytest.fixture(scope="session")
 def da_lines(shared) -> list[str]:
     return (shared / "data" / "text" / "da.txt").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_bert_dir, shared) -> Path:
+    """A real (tiny) `time-hub distill` + `select` run from the tiny teacher on Danish text, with a NER model
+    fine-tuned from its best student in `tasks/ner`: the layout that `time-hub publish` reads."""
+    from time_hub.cli import main
+
+    run = tmp_path_factory.mktemp("tiny-run")
+    argv = ["--teacher_name_or_path", str(tiny_bert_dir), "--output_dir", str(run)]
+    argv += ["--train_files", f"[{shared / 'data' / 'text' / 'da.txt'}]", "--validation_holdout_lines", "40"]
+    argv += ["--student_shape", "L2-H32-A2", "--num_relation_heads", "8", "--max_steps", "4", "--save_steps", "2"]
+    argv += ["--per_device_train_batch_size", "4", "--max_seq_length", "32", "--logging_steps", "1"]
+    argv += ["--use_cpu", "true", "--report_to", "none", "--disable_tqdm", "true", "--max_validation_sequences", "8"]
+    assert main(["distill", *argv]) == 0
+    assert main(["select", str(run), "--batch_size", "8"]) == 0
+    blocks = (shared / "data" / "ner" / "da" / "dev.iob2").read_text(encoding="utf-8").split("\n\n")
+    train, dev = run / "ner-train.iob2", run / "ner-dev.iob2"
+    train.write_text("\n\n".join(blocks[:32]) + "\n", encoding="utf-8")
+    dev.write_text("\n\n".join(blocks[32:48]) + "\n", encoding="utf-8")
+    argv = ["finetune", "--config", str(ROOT / "recipes" / "finetune" / "ner-cpu.yaml"), "--model", str(run / "best")]
+    argv += ["--train", str(train), "--dev", str(dev), "--output_dir", str(run / "tasks" / "ner"), "--max_steps", "4"]
+    argv += ["--eval_steps", "2", "--save_steps", "2", "--max_length", "64"]
+    assert main(argv) == 0
+    return run

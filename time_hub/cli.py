@@ -12,6 +12,9 @@ COMMANDS = {
     "finetune": ("time_hub.tasks.commands", "finetune_main", "fine-tune an encoder on UD, NER or QA"),
     "evaluate": ("time_hub.tasks.commands", "evaluate_main", "evaluate a fine-tuned model -> results.json"),
     "compare": ("time_hub.tasks.commands", "compare_main", "compare results.json files (retention vs a reference)"),
+    "bench": ("time_hub.bench.run", "main", "latency, throughput, memory and energy of models -> bench.json + plots"),
+    "publish": ("time_hub.publish.hub", "main", "stage a run as a Hub repository (card, plots, JSON) and push it"),
+    "export": ("time_hub.bench.export", "main", "export to ONNX (optionally int8), checked against PyTorch"),
 }
 
 

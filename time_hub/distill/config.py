@@ -41,6 +41,10 @@ class DistillationConfig(TrainingArguments):
     )
     # Changed default: the collator builds attention masks for both models; never drop columns.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: inputs feed two models."})
+    # Changed default: the model card reports the (non-padding) tokens a student has seen.
+    include_num_input_tokens_seen: str | bool = field(
+        default="non_padding", metadata={"help": "Counted for the model card: no, all or non_padding."}
+    )
     # Changed defaults for DDP: the loss comes from hooked Q/K/V, so the parameters above them (the distillation
     # layer's attention output and FFN, the pooler) never get gradients although the model's outputs use them.
     # find_unused_parameters would trace from those outputs and fail; a static graph learns the used set once.

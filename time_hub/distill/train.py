@@ -18,6 +18,7 @@ from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments, build_corpus
 from time_hub.distill.student import StudentArguments, build_student, count_parameters
 from time_hub.distill.trainer import DistillationTrainer, load_teacher
+from time_hub.publish.callback import CardDataCallback
 from time_hub.recipe import RecipeError, help_text, parse
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def distill(
         eval_dataset=heldout,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
-        callbacks=callbacks,
+        callbacks=[CardDataCallback(), *(callbacks or [])],
     )
     if args.should_save:
         out = Path(args.output_dir)

@@ -22,10 +22,10 @@ ner -> precision, recall, f1, accuracy (seqeval, entity level); qa -> exact_matc
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from time_hub.jsonfile import write_json
 
 SCHEMA_VERSION = 1
 TASKS = ("ud", "ner", "qa")
@@ -52,15 +52,7 @@ class TaskResults:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: a crash never leaves a half-written results file behind."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"schema": SCHEMA_VERSION, **asdict(self)}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-        return path
+        return write_json(path, {"schema": SCHEMA_VERSION, **asdict(self)})
 
     @classmethod
     def load(cls, path: str | Path) -> TaskResults:

@@ -12,6 +12,8 @@ import time
 from datasets import Dataset
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
+from time_hub.publish.callback import CardDataCallback
+
 logger = logging.getLogger(__name__)
 # Our split names -> the usual Hub split names.
 HUB_SPLITS = {"dev": "validation"}
@@ -86,6 +88,7 @@ def train_and_save(trainer: TaskTrainer, output_dir: str, early_stopping_patienc
         if not trainer.args.load_best_model_at_end:
             raise ValueError("early_stopping_patience needs a dev file to evaluate on")
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
+    trainer.add_callback(CardDataCallback())
     start = time.perf_counter()
     output = trainer.train()
     trainer.save_model(output_dir)

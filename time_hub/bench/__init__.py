@@ -1,0 +1,1 @@
+"""Efficiency measurement (latency, throughput, memory, energy), plots, and ONNX export for CPU deployment."""

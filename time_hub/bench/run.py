@@ -1,0 +1,148 @@
+"""`time-hub bench`: time models on real sentences -> bench.json, a table with ratios, and plots.
+
+    time-hub bench xlm-roberta-large m s xs --batch_sizes [1,32] --reference xlm-roberta-large --output_dir runs/bench
+
+Models are folders or Hub ids, `.onnx` files (from `time-hub export`), architecture names (`xlm-roberta-large`,
+`xlm-roberta-base`) or student shapes (`m`, `s`, `xs`, `L4-H256-A4`), the last two with random weights.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from time_hub.bench.measure import TimingSettings, measure, measure_isolated, settings_dict, speedups
+from time_hub.bench.report import SCHEMA_VERSION, plot_pareto, plot_throughput, table
+from time_hub.jsonfile import write_json
+from time_hub.provenance import machine_info, software_versions
+from time_hub.recipe import RecipeError, help_text, parse
+from time_hub.tasks.results import TaskResults
+
+logger = logging.getLogger(__name__)
+MAIN_METRIC = {"ud": "LAS", "ner": "f1", "qa": "f1"}
+
+
+@dataclass
+class BenchArguments:
+    models: list[str] = field(metadata={"help": "models to time (also accepted as leading positional arguments)"})
+    output_dir: str = field(default="runs/bench", metadata={"help": "where bench.json, bench.md and plots go"})
+    sentences_file: str | None = field(
+        default=None, metadata={"help": "one sentence per line (default: ../shared/data/text/<lang>.txt)"}
+    )
+    lang: str = field(default="da", metadata={"help": "language of the default sentence file"})
+    num_sentences: int = field(default=4096, metadata={"help": "sentences read from the file (batches cycle)"})
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 128], metadata={"help": "batch sizes"})
+    tokenizer: str = field(
+        default="../shared/tokenizers/xlm-roberta",
+        metadata={"help": "tokenizer for architecture names and shapes (e.g. FacebookAI/xlm-roberta-large)"},
+    )
+    reference: str | None = field(default=None, metadata={"help": "model the ratios are relative to (default: first)"})
+    quality: list[str] = field(
+        default_factory=list,
+        metadata={"help": "MODEL=results.json pairs for the Pareto plot (a model folder's results.json is found)"},
+    )
+    isolate: bool = field(default=True, metadata={"help": "time each model in a fresh process (own peak memory)"})
+
+    def __post_init__(self):
+        if not self.models:
+            raise ValueError("give at least one model")
+        if self.reference is None:
+            self.reference = self.models[0]
+        if self.reference not in self.models:
+            raise ValueError(f"reference {self.reference!r} is not one of the models {self.models}")
+        if any(b < 1 for b in self.batch_sizes):
+            raise ValueError(f"batch sizes must be positive, got {self.batch_sizes}")
+
+
+def read_sentences(path: str | Path, limit: int) -> list[str]:
+    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    sentences = [line for line in lines if line][:limit]
+    if not sentences:
+        raise ValueError(f"{path}: no non-empty lines to time models on")
+    return sentences
+
+
+def quality_scores(args: BenchArguments) -> tuple[dict[str, float], str | None]:
+    """Model -> main task metric from results.json files (explicit pairs, or `<model folder>/results.json`)."""
+    paths = {m: Path(m) / "results.json" for m in args.models if (Path(m) / "results.json").is_file()}
+    for pair in args.quality:
+        name, eq, path = pair.partition("=")
+        if not eq:
+            raise ValueError(f"quality: expected MODEL=results.json, got {pair!r}")
+        paths[name] = Path(path)
+    scores, metrics = {}, set()
+    for name, path in paths.items():
+        results = TaskResults.load(path)
+        metric = MAIN_METRIC[results.task]
+        scores[name] = results.metrics[metric]
+        metrics.add(f"{results.task} {metric}")
+    if len(metrics) > 1:
+        raise ValueError(f"quality files mix tasks/metrics {sorted(metrics)}: give results of one task")
+    return scores, metrics.pop() if metrics else None
+
+
+def bench(args: BenchArguments, timing: TimingSettings) -> dict:
+    sentences_file = args.sentences_file or f"../shared/data/text/{args.lang}.txt"
+    sentences = read_sentences(sentences_file, args.num_sentences)
+    run = measure_isolated if args.isolate else measure
+    entries = []
+    for spec in args.models:
+        logger.info("timing %s at batch sizes %s on %s", spec, args.batch_sizes, timing.device)
+        entries.append(run(spec, args.tokenizer, sentences, args.batch_sizes, timing))
+    ratios = speedups(entries, args.reference)
+    return {
+        "schema": SCHEMA_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "software": software_versions(),
+        "settings": settings_dict(timing)
+        | {
+            "batch_sizes": sorted(args.batch_sizes),
+            "sentences_file": sentences_file,
+            "sentences": len(sentences),
+            "tokenizer": args.tokenizer,
+            "reference": args.reference,
+        },
+        "models": entries,
+        "ratios": {name: {str(b): r for b, r in rows.items()} for name, rows in ratios.items()},
+    }
+
+
+def write_outputs(result: dict, args: BenchArguments) -> list[Path]:
+    out = Path(args.output_dir)
+    written = [write_json(out / "bench.json", result)]
+    text = table(result)
+    (out / "bench.md").write_text(text + "\n", encoding="utf-8")
+    written.append(out / "bench.md")
+    written.append(plot_throughput(result, out / "throughput.png"))
+    scores, metric = quality_scores(args)
+    if scores:
+        written.append(plot_pareto(result, scores, metric, out / "pareto-throughput.png"))
+        if any(m["energy_counter"] for m in result["models"]):
+            written.append(plot_pareto(result, scores, metric, out / "pareto-energy.png", "joules_per_sentence"))
+    return written
+
+
+def main(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print(help_text("time-hub bench", __doc__.strip().splitlines()[0], (BenchArguments, TimingSettings)))
+        return 0
+    positional = []
+    while argv and not argv[0].startswith("--"):
+        positional.append(argv.pop(0))
+    if positional:
+        argv = ["--models", "[" + ", ".join(positional) + "]", *argv]
+    try:
+        (args, timing), _ = parse((BenchArguments, TimingSettings), argv)
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result = bench(args, timing)
+    written = write_outputs(result, args)
+    print(table(result))
+    print("\nwrote " + ", ".join(map(str, written)))
+    return 0

@@ -1,0 +1,1 @@
+"""Model cards and pushing models, Spaces and collections to the Hugging Face Hub."""

@@ -1,0 +1,398 @@
+"""Model cards: the run's JSON files -> card data -> Hub metadata (ModelCardData, model-index) + a Jinja-rendered body.
+
+Sources, all optional except the model folder and the distillation run: `run_config.json`, `selection.json`,
+`trainer_state.json` and `card_data.json` (written by `CardDataCallback`) of the distillation run; `results.json`
+files of downstream evaluations (this model's, and the teacher's for retention); a `bench.json`. Every source file
+is published under `provenance/`, and the card names them, so each number in a card can be traced to a file.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import shutil
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import jinja2
+import safetensors
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.repocard_data import model_index_to_eval_results
+from transformers import AutoConfig
+
+from time_hub.bench.report import load_bench, pyplot
+from time_hub.publish.callback import BOOKKEEPING, CARD_DATA_FILE
+from time_hub.tasks.results import TaskResults
+
+TEMPLATE = "model_card.md.j2"
+PIPELINE_TAGS = {None: "feature-extraction", "ner": "token-classification", "qa": "question-answering"}
+TASK_TITLES = {"ner": "Named-entity recognition", "qa": "Extractive question answering"}
+# results.json task -> (Hub task type, pretty name, metrics put in the model-index)
+MODEL_INDEX = {
+    "ud": ("token-classification", "UD tagging, lemmas and parsing", ("UPOS", "UFeats", "Lemmas", "UAS", "LAS")),
+    "ner": ("token-classification", "Named-entity recognition", ("f1", "precision", "recall")),
+    "qa": ("question-answering", "Extractive question answering", ("exact_match", "f1")),
+}
+LANGUAGES = {
+    "en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "nl": "Dutch", "da": "Danish",
+    "sv": "Swedish", "fi": "Finnish", "et": "Estonian", "hu": "Hungarian", "pl": "Polish", "cs": "Czech",
+    "el": "Greek", "ga": "Irish", "ur": "Urdu", "mt": "Maltese", "sw": "Swahili",
+}  # fmt: skip
+TAGS = ["time", "distillation", "minilmv2", "tiny-encoder"]
+
+
+@dataclass
+class CardInputs:
+    run_dir: Path
+    model_dir: Path
+    repo_id: str
+    language: list[str]
+    license: str = "apache-2.0"
+    base_model: str | None = None
+    task: str | None = None
+    results: list[Path] = field(default_factory=list)
+    teacher_results: list[Path] = field(default_factory=list)
+    bench: Path | None = None
+    bench_model: str | None = None
+    datasets: list[str] = field(default_factory=list)
+    dataset_names: dict[str, str] = field(default_factory=dict)  # results.json "dataset" -> Hub id or public name
+
+    def dataset(self, results: TaskResults) -> str:
+        return self.dataset_names.get(results.dataset, results.dataset)
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def count_weights(model_dir: Path) -> tuple[int, int]:
+    """(all parameters, embedding parameters) from the safetensors headers, without loading the model."""
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"{model_dir}: no *.safetensors weights (publishing requires safetensors)")
+    total = embeddings = 0
+    for path in files:
+        with safetensors.safe_open(str(path), "pt") as f:
+            for name in f.keys():
+                size = 1
+                for dim in f.get_slice(name).get_shape():
+                    size *= dim
+                total += size
+                embeddings += size if "embeddings" in name else 0
+    return total, embeddings
+
+
+def _curve(card_data: dict | None, run_dir: Path) -> list[dict]:
+    if card_data and card_data.get("curve"):
+        return card_data["curve"]
+    state = _read_json(run_dir / "trainer_state.json") or {}
+    return [e for e in state.get("log_history", []) if "loss" in e or "eval_loss" in e]
+
+
+def plot_curve(curve: list[dict], path: Path) -> Path | None:
+    points = {k: [(e["step"], e[k]) for e in curve if k in e] for k in ("loss", "eval_loss")}
+    if not any(points.values()):
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for key, label in (("loss", "training relation loss"), ("eval_loss", "held-out relation loss")):
+        if points[key]:
+            ax.plot(*zip(*points[key]), marker="." if key == "eval_loss" else None, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("MiniLMv2 loss (KL)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _results(inputs: CardInputs) -> list[dict]:
+    teacher = {}
+    for path in inputs.teacher_results:
+        r = TaskResults.load(path)
+        teacher[(r.task, r.split)] = r
+    rows = []
+    for path in inputs.results:
+        r = TaskResults.load(path)
+        ref = teacher.get((r.task, r.split))
+        for metric in MODEL_INDEX[r.task][2]:
+            if metric not in r.metrics:
+                continue
+            t = ref.metrics.get(metric) if ref else None
+            rows.append(
+                {
+                    "task": r.task,
+                    "dataset": inputs.dataset(r),
+                    "split": r.split,
+                    "metric": metric,
+                    "value": r.metrics[metric],
+                    "teacher": t,
+                    "retention": r.metrics[metric] / t if t else None,
+                }
+            )
+    return rows
+
+
+def _speed(inputs: CardInputs) -> tuple[dict | None, list[Path]]:
+    if inputs.bench is None:
+        return None, []
+    bench = load_bench(inputs.bench)
+    name = inputs.bench_model or str(inputs.model_dir)
+    entry = next((m for m in bench["models"] if m["name"] == name), None)
+    if entry is None:
+        names = [m["name"] for m in bench["models"]]
+        raise ValueError(f"{inputs.bench}: no model named {name!r} (give --bench_model; it has {names})")
+    ratios = bench["ratios"].get(name, {})
+    rows = [
+        {
+            "batch_size": r["batch_size"],
+            "latency_ms": r["latency_ms"]["median"],
+            "sentences_per_s": r["sentences_per_s"],
+            "latency_ratio": ratios[str(r["batch_size"])]["latency"],
+            "throughput_ratio": ratios[str(r["batch_size"])]["throughput"],
+        }
+        for r in entry["results"]
+        if str(r["batch_size"]) in ratios
+    ]
+    counter = entry["energy_counter"]
+    plots = sorted(inputs.bench.parent.glob("*.png"))
+    settings, machine = bench["settings"], bench["machine"]
+    speed = {
+        "device": settings["device"],
+        "dtype": settings["dtype"],
+        "hardware": machine["gpu"] or f"{machine['processor']}, {entry['threads']} threads",
+        "reference": settings["reference"],
+        "energy": f"{counter['name']} ({counter['kind']})" if counter else "not available (no NVML/RAPL counter)",
+        "rows": rows,
+        "plots": [f"assets/{p.name}" for p in plots],
+    }
+    return speed, plots
+
+
+def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
+    """The card's data and the files to publish with it (repo path -> local path)."""
+    run_dir, model_dir = Path(inputs.run_dir), Path(inputs.model_dir)
+    run_config = _read_json(run_dir / "run_config.json")
+    if run_config is None:
+        raise ValueError(f"{run_dir}: no run_config.json (is this a `time-hub distill` output folder?)")
+    recipe, settings = run_config.get("recipe", {}), run_config["distillation"]
+    selection = _read_json(run_dir / "selection.json")
+    card_data = _read_json(run_dir / CARD_DATA_FILE)
+    files = {f"provenance/{name}": run_dir / name for name in ("run_config.json", "selection.json", CARD_DATA_FILE)}
+    files = {k: v for k, v in files.items() if v.is_file()}
+
+    encoder_dir = (run_dir / "best") if (run_dir / "best").is_dir() else run_dir
+    config = AutoConfig.from_pretrained(encoder_dir)
+    total, embeddings = count_weights(encoder_dir)
+    recorded = card_data or {}
+    steps = recorded.get("global_step") or _last_step(run_dir) or recipe.get("max_steps")
+    batch = recorded.get("train_batch_size") or recipe.get("per_device_train_batch_size", 8)
+    tokens, tokens_kind = recorded.get("tokens_seen"), recorded.get("tokens_seen_kind")
+    if not tokens and steps and recipe.get("max_seq_length"):
+        tokens, tokens_kind = steps * batch * recipe["max_seq_length"], "upper bound: steps x batch x sequence length"
+    corpus = recipe.get("train_files") or [recipe.get("dataset_name", "unknown corpus")]
+    lang_names = ", ".join(LANGUAGES.get(code, code) for code in inputs.language)
+
+    results = _results(inputs)
+    for i, path in enumerate(inputs.results):
+        files[f"provenance/results-{i}-{TaskResults.load(path).task}.json"] = Path(path)
+    for i, path in enumerate(inputs.teacher_results):
+        files[f"provenance/teacher-results-{i}-{TaskResults.load(path).task}.json"] = Path(path)
+    speed, plots = _speed(inputs)
+    if inputs.bench:
+        files["provenance/bench.json"] = Path(inputs.bench)
+    files.update({f"assets/{p.name}": p for p in plots})
+
+    emissions = recorded.get("emissions")
+    card = {
+        "repo_id": inputs.repo_id,
+        "task": inputs.task,
+        "task_title": TASK_TITLES.get(inputs.task),
+        "language_names": lang_names,
+        "base_model": inputs.base_model,
+        # A local teacher folder means little on the Hub: name the base model it is a copy of, when given.
+        "teacher": {"name": inputs.base_model if inputs.base_model and not inputs.task else settings["teacher"]},
+        "student": {
+            "architecture": type(config).__name__.replace("Config", "Model"),
+            "layers": config.num_hidden_layers,
+            "hidden": config.hidden_size,
+            "heads": config.num_attention_heads,
+            "ffn": config.intermediate_size,
+            "vocab_size": config.vocab_size,
+            "max_positions": config.max_position_embeddings,
+            "parameters": total,
+            "parameters_m": f"{total / 1e6:.1f}",
+            "embedding_share": f"{100 * embeddings / total:.0f}%",
+        },
+        "distillation": {
+            "teacher_layer": settings["teacher_layer"],
+            "student_layer": settings["student_layer"],
+            "relations": settings["relations"],
+            "relation_heads": settings["num_relation_heads"],
+            "init": recipe.get("student_init", "random"),
+            "corpus": corpus,
+            "steps": steps,
+            "batch_size": batch,
+            "tokens_seen": tokens,
+            "tokens_seen_kind": tokens_kind,
+            "hyperparameters": {
+                k: v for k, v in (recorded.get("hyperparameters") or recipe).items() if k not in BOOKKEEPING
+            },
+        },
+        "selection": None,
+        "results": results,
+        "speed": speed,
+        "hardware": _hardware(card_data),
+        "software": ", ".join(f"{k} {v}" for k, v in recorded.get("software", {}).items()) or "not recorded",
+        "emissions": emissions,
+        "emissions_text": (
+            f"{emissions['co2_eq_grams']:.1f} g CO2eq, {emissions['energy_kwh']:.4f} kWh ({emissions['kind']}: "
+            f"{emissions['source']})"
+            if emissions
+            else "not estimated (no codecarbon tracker ran during training)"
+        ),
+        "curve": _curve(card_data, run_dir),
+        "example_sentence": _example_sentence(corpus),
+        "time_hub_version": metadata.version("time-hub"),
+    }
+    if selection:
+        best = selection["best"]
+        card["selection"] = {
+            "checkpoint": best["checkpoint"],
+            "step": best["step"],
+            "loss": best["loss"],
+            "random_loss": selection["random_init"]["loss"],
+            "candidates": len(selection["checkpoints"]),
+        }
+    if inputs.task:
+        card.update(_task_details(inputs, model_dir))
+    card["sources"] = sorted(files)
+    return card, files
+
+
+def _last_step(run_dir: Path) -> int | None:
+    return (_read_json(run_dir / "trainer_state.json") or {}).get("global_step")
+
+
+def _hardware(card_data: dict | None) -> str:
+    if not card_data or "hardware" not in card_data:
+        return "not recorded"
+    hw = card_data["hardware"]
+    where = hw.get("gpu") or f"{hw['processor']} ({hw['cpu_count']} cores)"
+    return f"{where} x {card_data.get('world_size', 1)} process(es), {card_data.get('seconds', 0) / 60:.1f} min"
+
+
+def _example_sentence(corpus: list[str]) -> str:
+    for path in corpus:
+        if Path(path).is_file():
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    line = line.strip()
+                    if 30 <= len(line) <= 100 and '"' not in line and "\\" not in line:
+                        return line
+    return "Replace this with a sentence in the model's language."
+
+
+def _task_details(inputs: CardInputs, model_dir: Path) -> dict:
+    config = AutoConfig.from_pretrained(model_dir)
+    state = _read_json(model_dir / "trainer_state.json") or {}
+    datasets = sorted({inputs.dataset(TaskResults.load(p)) for p in inputs.results}) or ["(not recorded)"]
+    summary = f"{state.get('global_step', '?')} steps, {state.get('num_train_epochs', '?')} epochs"
+    if state.get("best_metric") is not None:
+        summary += f", best dev score {state['best_metric']:.4f} at {state.get('best_model_checkpoint', '?')}"
+    return {
+        "labels": list(config.id2label.values()) if inputs.task == "ner" else [],
+        "task_data": ", ".join(datasets),
+        "finetune_summary": summary,
+    }
+
+
+def metadata_for(card: dict, inputs: CardInputs) -> ModelCardData:
+    """The YAML front matter the Hub reads (validated again by the Hub on push)."""
+    eval_results = []
+    for path in inputs.results:
+        r = TaskResults.load(path)
+        task_type, task_name, metrics = MODEL_INDEX[r.task]
+        for metric in metrics:
+            if metric in r.metrics:
+                eval_results.append(
+                    EvalResult(
+                        task_type=task_type,
+                        task_name=task_name,
+                        dataset_type=inputs.dataset(r),
+                        dataset_name=inputs.dataset(r),
+                        dataset_split=r.split,
+                        metric_type=metric.lower(),
+                        metric_name=metric,
+                        metric_value=round(r.metrics[metric], 2),
+                    )
+                )
+    extra = {}
+    if card["emissions"]:
+        extra["co2_eq_emissions"] = {
+            "emissions": round(card["emissions"]["co2_eq_grams"], 3),
+            "source": card["emissions"]["source"],
+            "training_type": "fine-tuning" if inputs.task else "distillation",
+            "hardware_used": card["hardware"],
+        }
+    return ModelCardData(
+        language=inputs.language,
+        license=inputs.license,
+        library_name="transformers",
+        pipeline_tag=PIPELINE_TAGS[inputs.task],
+        base_model=inputs.base_model,
+        # The Hub knows adapter/merge/quantized/finetune; a distilled student is closest to a fine-tune of the teacher.
+        base_model_relation="finetune" if inputs.base_model else None,
+        datasets=inputs.datasets or None,
+        metrics=sorted({e.metric_type for e in eval_results}) or None,
+        tags=TAGS + ([inputs.task] if inputs.task else []) + inputs.language,
+        model_name=inputs.repo_id,
+        eval_results=eval_results or None,
+        **extra,
+    )
+
+
+def render(card: dict, data: ModelCardData) -> ModelCard:
+    templates = importlib.resources.files("time_hub.model_cards")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    body = env.from_string(templates.joinpath(TEMPLATE).read_text(encoding="utf-8")).render(card=card)
+    model_card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    check(model_card)
+    return model_card
+
+
+def check(model_card: ModelCard) -> None:
+    """Offline checks (the Hub's own validate-yaml runs on push): metadata parses back, model-index round-trips."""
+    reparsed = ModelCard(str(model_card))
+    data = reparsed.data.to_dict()
+    for key in ("language", "license", "library_name", "pipeline_tag", "tags"):
+        if not data.get(key):
+            raise ValueError(f"model card metadata: '{key}' is missing")
+    if "model-index" in data:
+        name, results = model_index_to_eval_results(data["model-index"])
+        if not results or any(r.metric_value is None for r in results):
+            raise ValueError("model card metadata: model-index has no usable results")
+
+
+def write_card(inputs: CardInputs, folder: Path) -> tuple[Path, list[str]]:
+    """Render README.md into `folder`, copy sources and plots next to it; returns the card path and copied files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    card, files = collect(inputs)
+    (folder / "assets").mkdir(exist_ok=True)
+    curve = plot_curve(card["curve"], folder / "assets" / "training_curve.png")
+    card["curve_plot"] = "assets/training_curve.png" if curve else None
+    for repo_path, local in files.items():
+        (folder / repo_path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, folder / repo_path)
+    model_card = render(card, metadata_for(card, inputs))
+    path = folder / "README.md"
+    model_card.save(path)
+    return path, sorted(files) + (["assets/training_curve.png"] if curve else [])
