@@ -10,7 +10,8 @@ DEMO_RUN ?= runs/demo-da
 .PHONY: help setup demo test lint bench clean
 
 help:
-	@echo "make demo   distill a Danish student from ../shared/teachers/me5-small and select the best checkpoint"
+	@echo "make demo   the whole chain on ../shared: distill a Danish student from me5-small, select, fine-tune UD + NER,"
+	@echo "            bench vs the teacher, write its model card (runs/demo-da/publish/time-da-demo/README.md)"
 	@echo "make test   run the test suite (slow end-to-end tests included)"
 	@echo "make lint   ruff check + format check"
 	@echo "make bench  distillation-step benchmark (ours vs naive) -> benchmarks/results/"
@@ -24,8 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(BIN)/time-hub distill --config recipes/demo/distill-da.yaml --output_dir $(DEMO_RUN)
-	HF_HUB_OFFLINE=1 $(BIN)/time-hub select $(DEMO_RUN)
+	HF_HUB_OFFLINE=1 $(BIN)/time-hub run recipes/demo/run-da.yaml --output_dir $(DEMO_RUN)
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider

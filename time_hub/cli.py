@@ -7,6 +7,8 @@ import sys
 
 # subcommand -> (module, function taking argv and returning an exit code, one-line summary)
 COMMANDS = {
+    "run": ("time_hub.run", "main", "run a recipe end to end: distill, select, fine-tune, bench, card"),
+    "recipes": ("time_hub.recipes", "main", "the recipe matrix: list, validate, plan, new (add a language)"),
     "distill": ("time_hub.distill.train", "main", "distill a student from a frozen teacher (MiniLMv2)"),
     "select": ("time_hub.distill.select", "main", "score checkpoints on held-out text and keep the best"),
     "finetune": ("time_hub.tasks.commands", "finetune_main", "fine-tune an encoder on UD, NER or QA"),
@@ -14,6 +16,7 @@ COMMANDS = {
     "compare": ("time_hub.tasks.commands", "compare_main", "compare results.json files (retention vs a reference)"),
     "bench": ("time_hub.bench.run", "main", "latency, throughput, memory and energy of models -> bench.json + plots"),
     "publish": ("time_hub.publish.hub", "main", "stage a run as a Hub repository (card, plots, JSON) and push it"),
+    "space": ("time_hub.publish.space", "main", "the Gradio Space: `space serve` locally, `space publish` to the Hub"),
     "export": ("time_hub.bench.export", "main", "export to ONNX (optionally int8), checked against PyTorch"),
 }
 

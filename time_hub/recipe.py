@@ -4,6 +4,9 @@ Unknown keys and values of the wrong type are rejected with one error naming the
 key; so is anything the dataclasses' own `__post_init__` validation refuses. Floats such as `5e-5`, which PyYAML
 reads as strings, are accepted for float fields. Booleans are YAML 1.2's (`true`/`false` only), so `eval_strategy: no`
 stays the string "no" instead of PyYAML's 1.1 `False`.
+
+A recipe may start from one shared file with `defaults: base.yaml` (a path relative to the recipe): its keys apply
+unless the recipe sets them. One level only: a defaults file has no `defaults` of its own.
 """
 
 from __future__ import annotations
@@ -113,6 +116,23 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def load_recipe(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """A recipe's keys with its `defaults` file applied, and where each key came from (for error messages)."""
+    values = load_yaml(path)
+    sources = dict.fromkeys(values, str(path))
+    base = values.pop("defaults", None)
+    sources.pop("defaults", None)
+    if base is None:
+        return values, sources
+    if not isinstance(base, str):
+        raise RecipeError(f"{path}: key 'defaults' must be the path of one YAML file, got {base!r}")
+    base_path = Path(path).parent / base
+    defaults = load_yaml(base_path)
+    if "defaults" in defaults:
+        raise RecipeError(f"{base_path}: key 'defaults': a defaults file cannot have defaults (one level only)")
+    return {**defaults, **values}, {**dict.fromkeys(defaults, str(base_path)), **sources}
+
+
 def parse_overrides(argv: list[str]) -> dict[str, Any]:
     """`--key value` / `--key=value` pairs; values are read as YAML scalars (`true`, `3`, `[a, b]`)."""
     out: dict[str, Any] = {}
@@ -163,8 +183,7 @@ def parse(dataclass_types: tuple[type, ...], argv: list[str]) -> tuple[tuple[Any
             raise RecipeError(f"{CLI}: --config needs a file")
         path = argv[i + 1]
         del argv[i : i + 2]
-        values = load_yaml(path)
-        sources = dict.fromkeys(values, str(path))
+        values, sources = load_recipe(path)
     overrides = parse_overrides(argv)
     values.update(overrides)
     sources.update(dict.fromkeys(overrides, CLI))

@@ -1,0 +1,136 @@
+"""Every recipe in the repository parses and validates; the release matrix is complete; broken recipes name file and
+key; `recipes plan` and `recipes new` work; `time-hub run` chains the stages and skips what is up to date."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from time_hub import recipes
+from time_hub.recipe import RecipeError, load_recipe
+from time_hub.run import RunArguments, run
+
+ROOT = Path(__file__).resolve().parents[1]
+LANGUAGES = "en de fr es it nl da sv fi et hu pl cs el ga ur".split()
+
+
+@pytest.fixture(autouse=True)
+def at_repo_root(monkeypatch):
+    monkeypatch.chdir(ROOT)  # recipes name their files relative to the repository root
+
+
+@pytest.mark.parametrize("path", recipes.all_recipes(ROOT / "recipes"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_recipe_in_the_repository_validates(path):
+    assert recipes.validate_file(path.relative_to(ROOT))
+
+
+def test_the_release_matrix_is_complete():
+    for lang in LANGUAGES:
+        assert (ROOT / "recipes" / "run" / f"{lang}.yaml").is_file()
+        for size in recipes.SIZES:
+            values, sources = load_recipe(ROOT / "recipes" / "distill" / lang / f"{size}.yaml")
+            assert values["student_shape"] == size and values["dataset_config"] == lang
+            assert values["teacher_name_or_path"] == "FacebookAI/xlm-roberta-large" and values["teacher_layer"] == 12
+            assert isinstance(values["learning_rate"], float) and sources["learning_rate"].endswith(
+                f"base-{size}.yaml"
+            )
+    table = recipes.matrix(Path("recipes"), Path("runs-none"))
+    assert table.count("| ok | ok | ok | yes |") == len(LANGUAGES)
+
+
+def _copy_recipes(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
+    return tmp_path / "recipes"
+
+
+def test_broken_recipes_name_the_file_and_the_key(tmp_path, monkeypatch):
+    demo = tmp_path / "run-da.yaml"  # validated from the repository root, where ../shared is
+    demo.write_text((ROOT / "recipes/demo/run-da.yaml").read_text().replace("train.iob2", "trian.iob2"))
+    ((_, error),) = recipes.validate([demo])
+    assert "key 'ner_train': ../shared/data/ner/da/trian.iob2 does not exist" in error
+    assert recipes.main(["validate", str(demo)]) == 1
+    root = _copy_recipes(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    da = Path("recipes/distill/da/xs.yaml")
+    da.write_text(da.read_text() + "learning_rat: 1.0e-4\n")
+    ((path, error),) = recipes.validate([da])
+    assert "recipes/distill/da/xs.yaml: unknown key 'learning_rat' (did you mean 'learning_rate'?)" in error
+    base = root / "distill" / "base-m.yaml"
+    base.write_text(base.read_text().replace("max_steps: 200000", "max_steps: many"))
+    ((_, error),) = recipes.validate([Path("recipes/distill/de/m.yaml")])
+    assert "base-m.yaml: key 'max_steps': expected an integer, got 'many'" in error
+    run_recipe = Path("recipes/run/fr.yaml")
+    run_recipe.write_text(run_recipe.read_text().replace("tasks: [ud, ner]", "tasks: [ud, pos]"))
+    ((_, error),) = recipes.validate([run_recipe])
+    assert "recipes/run/fr.yaml" in error and "unknown ['pos']" in error
+
+
+def test_defaults_are_one_level_deep(tmp_path):
+    (tmp_path / "a.yaml").write_text("defaults: b.yaml\nx: 1\n")
+    (tmp_path / "b.yaml").write_text("defaults: c.yaml\ny: 2\n")
+    with pytest.raises(RecipeError, match="b.yaml: key 'defaults': a defaults file cannot have defaults"):
+        load_recipe(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("x: 0\ny: 2\n")
+    values, sources = load_recipe(tmp_path / "a.yaml")
+    assert values == {"x": 1, "y": 2} and sources["y"].endswith("b.yaml") and sources["x"].endswith("a.yaml")
+
+
+def test_plan_of_the_release_recipes():
+    xs = recipes.plan(Path("recipes/distill/da/xs.yaml"))
+    m = recipes.plan(Path("recipes/distill/da/m.yaml"))
+    assert xs["student_parameters"] == pytest.approx(103.3e6, rel=2e-3)
+    assert m["student_parameters"] == pytest.approx(234.9e6, rel=2e-3)
+    assert xs["tokens_seen"] == 200_000 * 256 * 512 and xs["batch_size"] == 256
+    assert xs["checkpoints"] == 20 and 0 < xs["gpu_hours"] < m["gpu_hours"]
+    assert m["checkpoint_disk_gb"] == pytest.approx(20 * m["student_parameters"] * 12 / 1e9)
+
+
+def test_new_language_writes_recipes_that_validate(tmp_path, monkeypatch):
+    _copy_recipes(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    argv = ["new", "--lang", "mt", "--name", "Maltese", "--treebank", "UD_Maltese-MUDT", "--flores", "mlt_Latn"]
+    assert recipes.main(argv) == 0
+    written = sorted(Path("recipes").rglob("mt*.yaml")) + sorted(Path("recipes/distill/mt").glob("*.yaml"))
+    assert len(written) == 4
+    assert all(error is None for _, error in recipes.validate(written))
+    assert recipes.main(argv) == 2  # never overwrites
+    assert recipes.main([*argv[:-1], "mlt_Latn", "--lang", "Maltese"]) == 2  # not an ISO code
+
+
+def test_run_chains_the_stages_and_skips_what_is_up_to_date(tiny_bert_dir, shared, tmp_path):
+    distill = tmp_path / "distill.yaml"
+    distill.write_text(
+        f"teacher_name_or_path: {tiny_bert_dir}\nstudent_shape: L2-H32-A2\nnum_relation_heads: 8\nmax_steps: 4\n"
+        f"save_steps: 2\nper_device_train_batch_size: 4\nmax_seq_length: 32\nuse_cpu: true\nreport_to: none\n"
+        f"disable_tqdm: true\ntrain_files: [{shared / 'data/text/da.txt'}]\nvalidation_holdout_lines: 40\n"
+        f"max_validation_sequences: 8\n"
+    )
+    (tmp_path / "ner.yaml").write_text(
+        "task: ner\nmax_length: 64\nmax_steps: 4\nper_device_train_batch_size: 8\nlearning_rate: 1.0e-3\n"
+        "eval_strategy: steps\neval_steps: 2\nsave_steps: 2\nload_best_model_at_end: true\n"
+        "metric_for_best_model: f1\nsave_total_limit: 1\nuse_cpu: true\nreport_to: none\ndisable_tqdm: true\n"
+    )
+    ner = shared / "data" / "ner" / "da"
+    args = dict(lang="da", size="tiny", distill_recipe=str(distill), output_dir=str(tmp_path / "run"), tasks=["ner"])
+    args |= dict(ner_train=str(ner / "train.iob2"), ner_dev=str(ner / "dev.iob2"), ner_train_sentences=32)
+    args |= dict(finetune_recipe=str(tmp_path / "{task}.yaml"), bench_batch_sizes=[1])
+    args |= dict(bench_repeats=1)
+    first = run(RunArguments(**args))
+    assert [s["status"] for s in first["stages"]] == ["ran"] * 5
+    out = tmp_path / "run"
+    assert (out / "tasks/ner/results.json").is_file() and (out / "bench/bench.json").is_file()
+    card = Path(first["card"]).read_text()
+    assert "time/time-da-tiny" in card and "pipeline_tag: feature-extraction" in card
+    again = run(RunArguments(**args))
+    assert [s["status"] for s in again["stages"]] == ["skipped (up to date)"] * 5
+    changed = run(RunArguments(**(args | {"ner_train_sentences": 24})))
+    ran = [s["stage"] for s in changed["stages"] if s["status"] == "ran"]
+    assert ran == ["finetune-ner", "bench", "card"]
+    assert json.loads((out / "stages.json").read_text()).keys() == {
+        "distill",
+        "select",
+        "finetune-ner",
+        "bench",
+        "card",
+    }

@@ -1,0 +1,282 @@
+"""`time-hub run RECIPE`: distill -> select -> fine-tune -> evaluate -> bench -> card, from one run recipe.
+
+    time-hub run recipes/demo/run-da.yaml                   # the offline demo chain (2 CPU cores, ~12 minutes)
+    time-hub run recipes/run/da.yaml --size xs              # a release recipe (GPU; data from the Hub)
+
+A run recipe (`RunArguments` keys) names the distillation recipe and the data of each task; the stages write under
+`output_dir`: the distillation run itself, `tasks/<task>/` (fine-tuned model + results.json), `bench/` and
+`publish/<name>/` (the staged Hub repository with its card; pushing is `time-hub publish`, separately). Each stage
+records a fingerprint of its inputs (recipe files, settings, the fingerprints of the stages it reads) in
+`stages.json`: a stage whose outputs exist and whose fingerprint is unchanged is skipped, and an interrupted
+distillation resumes from its last checkpoint. Under `accelerate launch` / torchrun every process distills (DDP); the
+later stages run on the main process only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from time_hub.jsonfile import write_json
+from time_hub.recipe import RecipeError, help_text, load_recipe, parse
+
+logger = logging.getLogger(__name__)
+TASKS = ("ud", "ner", "qa")
+STAGES_FILE = "stages.json"
+
+
+@dataclass
+class RunArguments:
+    lang: str = field(metadata={"help": "ISO 639-1 code of the language"})
+    distill_recipe: str = field(metadata={"help": "distillation recipe; '{size}' is replaced by --size"})
+    size: str = field(default="xs", metadata={"help": "xs, s, m (fills '{size}' and names the model)"})
+    output_dir: str | None = field(default=None, metadata={"help": "default: runs/time-<lang>-<size>"})
+    tasks: list[str] = field(default_factory=lambda: ["ud", "ner"], metadata={"help": "of ud, ner, qa"})
+    ud_train: str | None = field(default=None, metadata={"help": "CoNLL-U file, UD treebank folder or Hub repo"})
+    ud_dev: str | None = field(default=None, metadata={"help": "default: the treebank's dev split"})
+    ud_eval_fraction: float | None = field(
+        default=None, metadata={"help": "split ud_train's sentences into train/dev by this fraction (no dev set)"}
+    )
+    ner_train: str | None = field(default=None, metadata={"help": "IOB2 file or e.g. unimelb-nlp/wikiann:da"})
+    ner_dev: str | None = field(default=None, metadata={"help": "default: ner_train's dev split"})
+    ner_train_sentences: int | None = field(default=None, metadata={"help": "first N training sentences (CPU)"})
+    qa_train: str | None = field(default=None, metadata={"help": "SQuAD v1.1 JSON or Hub id (e.g. rajpurkar/squad)"})
+    qa_dev: str | None = field(default=None, metadata={"help": "default: qa_train's dev split"})
+    finetune_recipe: str = field(
+        default="recipes/finetune/{task}.yaml", metadata={"help": "fine-tuning recipe per task ('{task}' filled)"}
+    )
+    bench_reference: str | None = field(default=None, metadata={"help": "model to compare speed with (teacher)"})
+    bench_batch_sizes: list[int] = field(default_factory=lambda: [1, 32], metadata={"help": "batch sizes"})
+    bench_repeats: int = field(default=10, metadata={"help": "timed batches per batch size"})
+    teacher_results: list[str] = field(
+        default_factory=list, metadata={"help": "the teacher's results.json files (retention in the card)"}
+    )
+    organization: str = field(default="time", metadata={"help": "Hub namespace of the card's repo id"})
+    base_model: str | None = field(default=None, metadata={"help": "Hub id of the teacher (card metadata)"})
+    datasets: list[str] = field(default_factory=list, metadata={"help": "Hub ids of the distillation corpus"})
+    dataset_names: list[str] = field(default_factory=list, metadata={"help": "RESULTS_DATASET=NAME for the card"})
+
+    def __post_init__(self):
+        unknown = set(self.tasks) - set(TASKS)
+        if unknown:
+            raise ValueError(f"tasks: unknown {sorted(unknown)}, choose from {list(TASKS)}")
+        for task in self.tasks:
+            if getattr(self, f"{task}_train") is None:
+                raise ValueError(f"task {task!r} needs {task}_train")
+        self.distill_recipe = self.distill_recipe.format(size=self.size)
+        if self.output_dir is None:
+            self.output_dir = f"runs/time-{self.lang}-{self.size}"
+
+
+def fingerprint(*parts) -> str:
+    """sha256 of JSON-serialisable parts, with each existing file path replaced by its content hash."""
+
+    def expand(value):
+        if isinstance(value, str) and Path(value).is_file():
+            return {"file": value, "sha256": hashlib.sha256(Path(value).read_bytes()).hexdigest()}
+        if isinstance(value, dict):
+            return {k: expand(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [expand(v) for v in value]
+        return value
+
+    return hashlib.sha256(json.dumps(expand(list(parts)), sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Pipeline:
+    """Stages in order; each is skipped when its outputs exist and its fingerprint matches stages.json."""
+
+    def __init__(self, output_dir: Path):
+        self.output_dir = output_dir
+        self.path = output_dir / STAGES_FILE
+        self.done = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.summary: list[dict] = []
+
+    def stage(self, name: str, inputs: list, outputs: list[Path], run: Callable[[], object]) -> str:
+        key = fingerprint(*inputs)
+        if self.done.get(name, {}).get("fingerprint") == key and all(p.exists() for p in outputs):
+            self.summary.append({"stage": name, "status": "skipped (up to date)", "seconds": 0.0})
+            return key
+        logger.info("stage %s: running", name)
+        start = time.perf_counter()
+        run()
+        missing = [str(p) for p in outputs if not p.exists()]
+        if missing:
+            raise RuntimeError(f"stage {name} finished without writing {missing}")
+        seconds = time.perf_counter() - start
+        self.done[name] = {"fingerprint": key, "seconds": seconds}
+        write_json(self.path, self.done)
+        self.summary.append({"stage": name, "status": "ran", "seconds": seconds})
+        return key
+
+
+def _call(main: Callable[[list[str]], int], argv: list[str]) -> None:
+    code = main(argv)
+    if code:
+        raise RuntimeError(f"{main.__module__} exited with {code} for: {' '.join(argv)}")
+
+
+def _ud_data(args: RunArguments, out: Path) -> tuple[str, str]:
+    if args.ud_eval_fraction is None:
+        return args.ud_train, args.ud_dev or args.ud_train
+    from time_hub.tasks.conllu import resolve_conllu, split_conllu_file
+
+    train, dev = out / "data" / "ud-train.conllu", out / "data" / "ud-dev.conllu"
+    split_conllu_file(resolve_conllu(args.ud_train, "train"), train, dev, eval_fraction=args.ud_eval_fraction)
+    return str(train), str(dev)
+
+
+def _ner_data(args: RunArguments, out: Path) -> tuple[str, str]:
+    dev = args.ner_dev or args.ner_train
+    if args.ner_train_sentences is None:
+        return args.ner_train, dev
+    from time_hub.tasks.ner import load_ner
+
+    sentences = load_ner(args.ner_train, "train")[: args.ner_train_sentences]
+    path = out / "data" / f"ner-train-{len(sentences)}.iob2"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for s in sentences:
+            f.write("".join(f"{token}\t{tag}\n" for token, tag in zip(s.tokens, s.tags)) + "\n")
+    return str(path), dev
+
+
+def _task_of(results_file: Path) -> str:
+    return json.loads(results_file.read_text())["task"]
+
+
+def run(args: RunArguments) -> dict:
+    from time_hub.distill.select import main as select_main
+    from time_hub.distill.train import main as distill_main
+    from time_hub.tasks.commands import finetune_main
+
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pipeline = Pipeline(out)
+    distill_values, _ = load_recipe(args.distill_recipe)
+    distill_argv = ["--config", args.distill_recipe, "--output_dir", str(out)]
+    if any(out.glob("checkpoint-*")):
+        distill_argv += ["--resume_from_checkpoint", "last"]
+    distilled = pipeline.stage(
+        "distill", [distill_values], [out / "model.safetensors"], lambda: _call(distill_main, distill_argv)
+    )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return {"stages": pipeline.summary}
+    selected = pipeline.stage(
+        "select", [distilled], [out / "selection.json", out / "best"], lambda: _call(select_main, [str(out)])
+    )
+
+    task_keys, results = {}, []
+    for task in args.tasks:
+        recipe = args.finetune_recipe.format(task=task)
+        task_dir = out / "tasks" / task
+        inputs = [selected, recipe, asdict(args)[f"{task}_train"], asdict(args).get(f"{task}_dev")]
+        inputs += [
+            args.ud_eval_fraction if task == "ud" else None,
+            args.ner_train_sentences if task == "ner" else None,
+        ]
+
+        def finetune(task=task, recipe=recipe, task_dir=task_dir):
+            train, dev = {"ud": _ud_data, "ner": _ner_data}.get(task, lambda a, o: (a.qa_train, a.qa_dev))(args, out)
+            argv = ["--config", recipe, "--task", task, "--model", str(out / "best"), "--train", train]
+            argv += ["--dev", dev or train, "--output_dir", str(task_dir)]
+            _call(finetune_main, argv)
+
+        task_keys[task] = pipeline.stage(f"finetune-{task}", inputs, [task_dir / "results.json"], finetune)
+        results.append(task_dir / "results.json")
+
+    reference = args.bench_reference or distill_values.get("teacher_name_or_path")
+    bench_dir = out / "bench"
+
+    def bench_stage():
+        from time_hub.bench.measure import TimingSettings
+        from time_hub.bench.run import BenchArguments, bench, write_outputs
+
+        quality = [f"{out / 'best'}={p}" for p in results if json.loads(p.read_text())["task"] == "ner"]
+        quality += [
+            f"{reference}={p}" for p in args.teacher_results if json.loads(Path(p).read_text())["task"] == "ner"
+        ]
+        bench_args = BenchArguments(
+            models=[reference, str(out / "best")],
+            output_dir=str(bench_dir),
+            lang=args.lang,
+            batch_sizes=args.bench_batch_sizes,
+            tokenizer=str(out / "best"),
+            reference=reference,
+            quality=quality,
+        )
+        write_outputs(bench(bench_args, TimingSettings(repeats=args.bench_repeats)), bench_args)
+
+    bench_inputs = [selected, task_keys, reference, args.bench_batch_sizes, args.bench_repeats]
+    benched = pipeline.stage("bench", bench_inputs, [bench_dir / "bench.json"], bench_stage)
+
+    from time_hub.publish.hub import PublishArguments, repo_name, stage
+
+    name = repo_name(args.organization, args.lang, args.size).split("/")[1]
+    publish_args = PublishArguments(
+        run_dir=str(out),
+        lang=args.lang,
+        size=args.size,
+        organization=args.organization,
+        base_model=args.base_model,
+        teacher_results=args.teacher_results,
+        bench_model=str(out / "best"),
+        datasets=args.datasets,
+        dataset_names=args.dataset_names,
+        dry_run=True,
+    )
+    pipeline.stage(
+        "card",
+        [selected, benched, task_keys, args.teacher_results, args.base_model, args.organization, args.dataset_names],
+        [out / "publish" / name / "README.md"],
+        lambda: stage(publish_args),
+    )
+    return {"stages": pipeline.summary, "output_dir": str(out), "card": str(out / "publish" / name / "README.md")}
+
+
+def summary_text(report: dict) -> str:
+    out = Path(report["output_dir"])
+    lines = ["| stage | status | seconds |", "|---|---|---|"]
+    lines += [f"| {s['stage']} | {s['status']} | {s['seconds']:.0f} |" for s in report["stages"]]
+    selection = json.loads((out / "selection.json").read_text())
+    lines += ["", f"held-out relation loss: {selection['best']['loss']:.4f} ({selection['best']['checkpoint']}); "
+              f"random-init student: {selection['random_init']['loss']:.4f}"]  # fmt: skip
+    for path in sorted(out.glob("tasks/*/results.json")):
+        results = json.loads(path.read_text())
+        metrics = ", ".join(
+            f"{k} {v:.2f}" for k, v in results["metrics"].items() if k in ("UPOS", "LAS", "f1", "exact_match")
+        )
+        lines.append(f"{results['task']}: {metrics}")
+    bench = json.loads((out / "bench" / "bench.json").read_text())
+    for batch, ratio in bench["ratios"].get(str(out / "best"), {}).items():
+        lines.append(f"batch {batch}: {ratio['latency']:.2f}x lower latency, {ratio['throughput']:.2f}x throughput vs "
+                     f"{bench['settings']['reference']}")  # fmt: skip
+    lines.append(f"card: {report['card']} (push with `time-hub publish {out}`)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or "-h" in argv or "--help" in argv:
+        print(help_text("time-hub run", __doc__.strip().splitlines()[0], (RunArguments,)))
+        return 0
+    if not argv[0].startswith("--"):
+        argv = ["--config", *argv]
+    try:
+        ((args,), _) = parse((RunArguments,), argv)
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    start = time.perf_counter()
+    report = run(args)
+    if "card" in report:
+        print(summary_text(report))
+        print(f"total: {time.perf_counter() - start:.0f} s")
+    return 0
