@@ -128,7 +128,9 @@ def _run(spec: str, function, *args):
     """Call an inference function; a model that cannot be loaded or run becomes a readable gr.Error."""
     try:
         return function(spec, *args)
-    except (OSError, ValueError, RuntimeError) as e:
+    except gr.Error:
+        raise
+    except Exception as e:  # missing/private repo, bad folder, input the model cannot take
         raise gr.Error(f"Could not run {spec}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
 
 
@@ -224,7 +226,13 @@ def build_app(models: dict) -> gr.Blocks:
         with gr.Tab("UD analysis"):
             ud_text = gr.Textbox(label="Sentence", lines=2, info="Analysed as one sentence")
             ud_button = gr.Button("Analyse", variant="primary")
-            ud_table = gr.Dataframe(headers=UD_HEADERS, label="Analysis", interactive=False)
+            ud_table = gr.Dataframe(
+                headers=UD_HEADERS,
+                label="Analysis",
+                interactive=False,
+                wrap=True,
+                column_widths=["5%", "15%", "9%", "15%", "36%", "7%", "13%"],
+            )
             ud_tree = gr.HTML(label="Dependency tree")
             if examples:
                 gr.Examples([[c, EXAMPLES[c]["ud"]] for c in examples], [lang, ud_text], label="Examples")

@@ -1,4 +1,5 @@
 import copy
+import math
 
 import pytest
 import torch
@@ -7,11 +8,18 @@ from transformers import (
     BertConfig,
     DebertaV2Config,
     DistilBertConfig,
+    ModernBertConfig,
     RobertaConfig,
     XLMRobertaConfig,
 )
+from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb
 
+from time_hub.distill.config import DistillationConfig
+from time_hub.distill.data import CorpusArguments
 from time_hub.distill.qkv import QKVCapture, adapter_for, encoder_layers, truncate_after
+from time_hub.distill.relations import minilm_relation_loss
+from time_hub.distill.student import StudentArguments, student_config
+from time_hub.distill.train import distill
 
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64)
 CONFIGS = {
@@ -21,7 +29,20 @@ CONFIGS = {
     "deberta-v2": DebertaV2Config(
         **TINY, relative_attention=True, position_buckets=8, pos_att_type=["p2c", "c2p"], position_biased_input=False
     ),
+    # Layers: full (no attention norm), sliding (window of 4, so it bites at 7 tokens), full; head_dim 8.
+    "modernbert": ModernBertConfig(
+        **TINY,
+        global_attn_every_n_layers=2,
+        local_attention=4,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        cls_token_id=1,
+        sep_token_id=2,
+        attn_implementation="eager",
+    ),
 }
+PROJECTED = sorted(set(CONFIGS) - {"modernbert"})  # families whose Q/K/V are plain per-projection outputs
 
 
 def _model(name):
@@ -36,7 +57,7 @@ def _inputs():
     return ids, mask
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", PROJECTED)
 @pytest.mark.parametrize("layer", [1, 3])
 def test_hooked_qkv_equal_manual_projection_of_layer_input(name, layer):
     model = _model(name)
@@ -89,7 +110,8 @@ def test_capture_is_fresh_on_every_forward_and_keeps_the_graph():
 
 def test_unsupported_architecture_and_bad_layer_are_clear_errors():
     model = AutoModel.from_config(DistilBertConfig(vocab_size=99, dim=32, n_layers=1, n_heads=4, hidden_dim=64))
-    with pytest.raises(ValueError, match="model_type='distilbert'.*bert, deberta-v2, roberta, xlm-roberta"):
+    supported = "bert, deberta-v2, modernbert, roberta, xlm-roberta"
+    with pytest.raises(ValueError, match=f"model_type='distilbert'.*{supported}"):
         QKVCapture(model, 1)
     with pytest.raises(ValueError, match="layer 4 is out of range: the model has 3 layers"):
         QKVCapture(_model("bert"), 4)
@@ -105,3 +127,146 @@ def test_as_model_output_makes_the_forward_return_qkv_only_inside_the_context():
         out = model(input_ids=ids, attention_mask=mask)
     assert isinstance(out, tuple) and len(out) == 3 and all(a is b for a, b in zip(out, capture.qkv))
     assert model(input_ids=ids, attention_mask=mask).last_hidden_state.shape == (2, 7, 32)
+
+
+def _layer_input(model, layer):
+    """Run the model on a padded batch, returning the capture and the hidden states entering layer `layer`."""
+    capture = QKVCapture(model, layer)
+    seen = []
+    handle = encoder_layers(model)[layer - 1].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    ids, mask = _inputs()
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, output_attentions=True)
+    handle.remove()
+    return capture, seen[0], out, mask
+
+
+def _manual_rope(x, theta, head_dim=8):
+    """Rotary by hand at positions 0..seq-1 (the model's own `apply_rotary_pos_emb` on cos/sin built from the
+    config's base), then each head's dims reordered pair by pair: 0, 4, 1, 5, 2, 6, 3, 7."""
+    batch, seq, hidden = x.shape
+    inv_freq = theta ** (-torch.arange(0, head_dim, 2).float() / head_dim)
+    angles = torch.arange(seq).float()[:, None] * inv_freq
+    emb = torch.cat((angles, angles), dim=-1)[None]
+    heads = x.view(batch, seq, hidden // head_dim, head_dim)
+    rotated, _ = apply_rotary_pos_emb(heads, heads, emb.cos(), emb.sin(), unsqueeze_dim=2)
+    order = [0, 4, 1, 5, 2, 6, 3, 7]
+    return rotated[..., order].reshape(batch, seq, hidden)
+
+
+@pytest.mark.parametrize("layer", [1, 2, 3])
+def test_modernbert_q_and_k_are_the_fused_projection_after_rope_and_v_as_projected(layer):
+    model = _model("modernbert")
+    capture, hidden, _, _ = _layer_input(model, layer)
+    target = encoder_layers(model)[layer - 1]
+    assert isinstance(target.attn_norm, torch.nn.Identity) == (layer == 1)
+    layer_type = model.config.layer_types[layer - 1]
+    assert layer_type == ("sliding_attention" if layer == 2 else "full_attention")
+    theta = model.config.rope_parameters[layer_type]["rope_theta"]  # 160k global, 10k local
+    with torch.no_grad():
+        q, k, v = target.attn.Wqkv(target.attn_norm(hidden)).chunk(3, dim=-1)
+    got_q, got_k, got_v = capture.qkv
+    assert got_q.shape == got_k.shape == got_v.shape == (2, 7, 32)
+    torch.testing.assert_close(got_q, _manual_rope(q, theta))
+    torch.testing.assert_close(got_k, _manual_rope(k, theta))
+    torch.testing.assert_close(got_v, v)
+    assert not torch.allclose(got_q, _manual_rope(q, 10_000.0 if theta != 10_000.0 else 160_000.0))
+
+
+@pytest.mark.parametrize("layer", [1, 3])
+def test_modernbert_captured_q_k_give_the_models_own_attention_probabilities(layer):
+    model = _model("modernbert")
+    capture, _, out, mask = _layer_input(model, layer)
+    q, k, _ = (t.view(2, 7, 4, 8).transpose(1, 2) for t in capture.qkv)  # one relation head per attention head
+    scores = q @ k.transpose(-1, -2) / 8**0.5
+    scores = scores.masked_fill(~mask.bool()[:, None, None, :], float("-inf"))
+    torch.testing.assert_close(scores.softmax(-1), out.attentions[layer - 1])
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_modernbert_relations_only_see_relative_positions_even_with_relation_heads_inside_attention_heads(layer):
+    model = _model("modernbert")
+    with torch.no_grad():  # large enough scores that the relations are far from uniform
+        encoder_layers(model)[layer - 1].attn.Wqkv.weight.mul_(20)
+    capture = QKVCapture(model, layer)
+    ids = torch.randint(5, 99, (2, 7))
+    mask = torch.ones_like(ids)
+    qkv = {}
+    with torch.no_grad():
+        for shift in (0, 9):
+            model(input_ids=ids, attention_mask=mask, position_ids=torch.arange(7)[None] + shift)
+            qkv[shift] = capture.qkv
+    assert not torch.allclose(qkv[0][0], qkv[9][0], atol=1e-3)  # the rotary did turn Q
+    # 8 relation heads of 4 dims inside attention heads of 8: each holds two whole rotary pairs.
+    same = minilm_relation_loss(qkv[9], qkv[0], mask, num_relation_heads=8)
+    assert same["qq"] < 1e-6 and same["kk"] < 1e-6
+    # Without the pairing, a relation head would hold halves of pairs and see absolute positions.
+    rotate_half_order = [(t.unflatten(-1, (4, 4, 2)).transpose(-1, -2).flatten(-3) for t in qkv[s][:2]) for s in qkv]
+    (q0, k0), (q9, k9) = (tuple(pair) for pair in rotate_half_order)
+    unpaired = minilm_relation_loss((q9, k9, qkv[9][2]), (q0, k0, qkv[0][2]), mask, num_relation_heads=8)
+    assert unpaired["qq"] > 100 * same["qq"] + 1e-4
+
+
+def test_modernbert_refuses_unpadded_projection_outputs():
+    model = _model("modernbert")
+    capture = QKVCapture(model, 1)
+    wqkv = encoder_layers(model)[0].attn.Wqkv
+    with torch.no_grad():
+        model(input_ids=torch.randint(5, 99, (1, 5)))
+    capture._raw["attn.Wqkv"] = wqkv(torch.randn(5, 32))  # what a varlen/unpadded forward would give
+    capture._qkv = None
+    with pytest.raises(RuntimeError, match=r"\(5, 96\) tensor, not \(batch, seq, features\).*padded batches"):
+        _ = capture.qkv
+
+
+def test_modernbert_sliding_layer_capture_warns(caplog):
+    with caplog.at_level("WARNING", logger="time_hub.distill.qkv"):
+        QKVCapture(_model("modernbert"), 2)
+        QKVCapture(_model("modernbert"), 3)
+    assert len(caplog.records) == 1 and "layer 2 uses local (sliding-window) attention" in caplog.text
+
+
+def test_modernbert_teacher_gets_an_absolute_position_bert_student(tokenizer):
+    ids = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("pad", "bos", "eos", "cls", "sep")}
+    teacher = ModernBertConfig(**{**TINY, "vocab_size": len(tokenizer)}, **ids, max_position_embeddings=8192)
+    assert not hasattr(teacher, "type_vocab_size") and not hasattr(teacher, "layer_norm_eps")
+    config = student_config(teacher, tokenizer, "L2-H32-A2")
+    assert config.model_type == "bert" and config.num_hidden_layers == 2
+    assert config.pad_token_id == tokenizer.pad_token_id and config.vocab_size == len(tokenizer)
+    assert config.max_position_embeddings == min(8192, tokenizer.model_max_length)
+    assert config.type_vocab_size == 1
+
+
+def test_distillation_runs_from_a_modernbert_teacher(tmp_path, tokenizer, da_lines):
+    torch.manual_seed(0)
+    config = copy.deepcopy(CONFIGS["modernbert"])
+    config.vocab_size = len(tokenizer)
+    for name in ("pad", "bos", "eos", "cls", "sep"):
+        setattr(config, f"{name}_token_id", getattr(tokenizer, f"{name}_token_id"))
+    AutoModel.from_config(config).save_pretrained(tmp_path / "teacher")
+    tokenizer.save_pretrained(tmp_path / "teacher")
+    text = tmp_path / "da.txt"
+    text.write_text("\n".join(da_lines[:40]) + "\n", encoding="utf-8")
+    args = DistillationConfig(
+        output_dir=str(tmp_path / "run"),
+        teacher_name_or_path=str(tmp_path / "teacher"),
+        num_relation_heads=8,
+        max_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        save_strategy="no",
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
+    corpus = CorpusArguments(train_files=[str(text)], validation_holdout_lines=4, max_seq_length=24)
+    trainer = distill(args, StudentArguments("L2-H32-A2"), corpus)
+    assert trainer.state.global_step == 2 and trainer.model.config.model_type == "bert"
+    assert trainer.teacher.config.model_type == "modernbert" and trainer.distillation_settings["teacher_layer"] == 3
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2
+    for entry in logged:
+        assert all(math.isfinite(entry[name]) and entry[name] > 0 for name in ("loss", "qq", "kk", "vv"))
+    assert AutoModel.from_pretrained(tmp_path / "run").config.model_type == "bert"

@@ -115,22 +115,19 @@ def test_run_chains_the_stages_and_skips_what_is_up_to_date(tiny_bert_dir, share
     args = dict(lang="da", size="tiny", distill_recipe=str(distill), output_dir=str(tmp_path / "run"), tasks=["ner"])
     args |= dict(ner_train=str(ner / "train.iob2"), ner_dev=str(ner / "dev.iob2"), ner_train_sentences=32)
     args |= dict(finetune_recipe=str(tmp_path / "{task}.yaml"), bench_batch_sizes=[1])
-    args |= dict(bench_repeats=1)
+    args |= dict(bench_repeats=1, test_data=[f"ner={ner / 'dev.iob2'}"])
     first = run(RunArguments(**args))
-    assert [s["status"] for s in first["stages"]] == ["ran"] * 5
+    assert [s["status"] for s in first["stages"]] == ["ran"] * 6
     out = tmp_path / "run"
     assert (out / "tasks/ner/results.json").is_file() and (out / "bench/bench.json").is_file()
     card = Path(first["card"]).read_text()
     assert "time/time-da-tiny" in card and "pipeline_tag: feature-extraction" in card
     again = run(RunArguments(**args))
-    assert [s["status"] for s in again["stages"]] == ["skipped (up to date)"] * 5
+    assert [s["status"] for s in again["stages"]] == ["skipped (up to date)"] * 6
     changed = run(RunArguments(**(args | {"ner_train_sentences": 24})))
     ran = [s["stage"] for s in changed["stages"] if s["status"] == "ran"]
-    assert ran == ["finetune-ner", "bench", "card"]
-    assert json.loads((out / "stages.json").read_text()).keys() == {
-        "distill",
-        "select",
-        "finetune-ner",
-        "bench",
-        "card",
-    }
+    assert ran == ["finetune-ner", "evaluate-ner", "bench", "card"]
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages.keys() == {"distill", "select", "finetune-ner", "evaluate-ner", "bench", "card"}
+    test = json.loads((out / "tasks/ner/results-test.json").read_text())
+    assert test["split"] == "test" and "provenance/results-1-ner.json" in Path(changed["card"]).read_text()

@@ -17,6 +17,7 @@ COMMANDS = {
     "bench": ("time_hub.bench.run", "main", "latency, throughput, memory and energy of models -> bench.json + plots"),
     "publish": ("time_hub.publish.hub", "main", "stage a run as a Hub repository (card, plots, JSON) and push it"),
     "space": ("time_hub.publish.space", "main", "the Gradio Space: `space serve` locally, `space publish` to the Hub"),
+    "trim-vocab": ("time_hub.compress.vocab", "main", "trim a model's vocabulary to what a language's corpus uses"),
     "export": ("time_hub.bench.export", "main", "export to ONNX (optionally int8), checked against PyTorch"),
 }
 

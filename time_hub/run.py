@@ -1,4 +1,4 @@
-"""`time-hub run RECIPE`: distill -> select -> fine-tune -> evaluate -> bench -> card, from one run recipe.
+"""`time-hub run RECIPE`: distill -> select -> fine-tune (+ dev scores) -> test evaluation -> bench -> card.
 
     time-hub run recipes/demo/run-da.yaml                   # the offline demo chain (2 CPU cores, ~12 minutes)
     time-hub run recipes/run/da.yaml --size xs              # a release recipe (GPU; data from the Hub)
@@ -49,6 +49,9 @@ class RunArguments:
     ner_train_sentences: int | None = field(default=None, metadata={"help": "first N training sentences (CPU)"})
     qa_train: str | None = field(default=None, metadata={"help": "SQuAD v1.1 JSON or Hub id (e.g. rajpurkar/squad)"})
     qa_dev: str | None = field(default=None, metadata={"help": "default: qa_train's dev split"})
+    test_data: list[str] = field(
+        default_factory=list, metadata={"help": "TASK=DATA pairs: also evaluate on a test set (results-test.json)"}
+    )
     finetune_recipe: str = field(
         default="recipes/finetune/{task}.yaml", metadata={"help": "fine-tuning recipe per task ('{task}' filled)"}
     )
@@ -70,6 +73,9 @@ class RunArguments:
         for task in self.tasks:
             if getattr(self, f"{task}_train") is None:
                 raise ValueError(f"task {task!r} needs {task}_train")
+        for pair in self.test_data:
+            if pair.partition("=")[0] not in self.tasks:
+                raise ValueError(f"test_data: expected TASK=DATA for one of {self.tasks}, got {pair!r}")
         self.distill_recipe = self.distill_recipe.format(size=self.size)
         if self.output_dir is None:
             self.output_dir = f"runs/time-{self.lang}-{self.size}"
@@ -155,7 +161,7 @@ def _task_of(results_file: Path) -> str:
 def run(args: RunArguments) -> dict:
     from time_hub.distill.select import main as select_main
     from time_hub.distill.train import main as distill_main
-    from time_hub.tasks.commands import finetune_main
+    from time_hub.tasks.commands import evaluate_main, finetune_main
 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,6 +197,15 @@ def run(args: RunArguments) -> dict:
 
         task_keys[task] = pipeline.stage(f"finetune-{task}", inputs, [task_dir / "results.json"], finetune)
         results.append(task_dir / "results.json")
+        test = dict(pair.split("=", 1) for pair in args.test_data).get(task)
+        if test:
+            argv = ["--task", task, "--model", str(task_dir), "--data", test, "--split", "test"]
+            argv += ["--output", str(task_dir / "results-test.json")]
+            task_keys[task] = pipeline.stage(
+                f"evaluate-{task}", [task_keys[task], test], [task_dir / "results-test.json"],
+                lambda argv=argv: _call(evaluate_main, argv),
+            )  # fmt: skip
+            results.append(task_dir / "results-test.json")
 
     reference = args.bench_reference or distill_values.get("teacher_name_or_path")
     bench_dir = out / "bench"

@@ -105,6 +105,8 @@ def load(spec: str, tokenizer: str, device: str, dtype: str, threads: int | None
     tok = AutoTokenizer.from_pretrained(tokenizer if kind != "pretrained" else spec)
     if kind == "pretrained":
         model = AutoModel.from_pretrained(spec, dtype=DTYPES[dtype])
+        if getattr(model, "pooler", None) is not None:  # token-level pipelines never use it (and it is often random)
+            model.pooler = None
     else:
         config = CONFIGS.get(spec) or student_config(CONFIGS["xlm-roberta-large"], tok, spec)
         torch.manual_seed(0)

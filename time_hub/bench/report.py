@@ -97,11 +97,15 @@ def plot_throughput(bench: dict, path: str | Path) -> Path:
     ax.set_ylabel("sentences / s")
     where = bench["machine"]["gpu"] or bench["machine"]["processor"]
     ax.set_title(f"Throughput on {bench['settings']['device']} ({bench['settings']['dtype']}, {where})")
+    return _save(fig, ax, path)
+
+
+def _save(fig, ax, path: str | Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    pyplot().close(fig)
     return Path(path)
 
 
@@ -150,9 +154,4 @@ def plot_pareto(
     ax.set_ylabel(metric)
     versus = "energy" if axis == "joules_per_sentence" else "throughput"
     ax.set_title(f"{metric} vs {versus} ({bench['settings']['device']})")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, ax, path)

@@ -89,7 +89,13 @@ class StudentArguments:
 
 
 # Teacher family -> stock student config class. Relative-position teachers (DeBERTa) get an absolute-position BERT.
-_FAMILY = {"xlm-roberta": XLMRobertaConfig, "roberta": RobertaConfig, "bert": BertConfig, "deberta-v2": BertConfig}
+_FAMILY = {
+    "xlm-roberta": XLMRobertaConfig,
+    "roberta": RobertaConfig,
+    "bert": BertConfig,
+    "deberta-v2": BertConfig,
+    "modernbert": BertConfig,
+}
 
 
 def student_config(

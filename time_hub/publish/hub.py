@@ -56,7 +56,9 @@ class PublishArguments:
     base_model: str | None = field(
         default=None, metadata={"help": "Hub id of the teacher (encoder) or of the TiME encoder (task models)"}
     )
-    results: list[str] = field(default_factory=list, metadata={"help": "results.json files (default: found)"})
+    results: list[str] = field(
+        default_factory=list, metadata={"help": "results.json files (default: <run>/tasks/*/results*.json)"}
+    )
     teacher_results: list[str] = field(default_factory=list, metadata={"help": "teacher results.json (retention)"})
     bench: str | None = field(default=None, metadata={"help": "bench.json (default: <run>/bench/bench.json)"})
     bench_model: str | None = field(default=None, metadata={"help": "this model's name in bench.json"})
@@ -95,11 +97,11 @@ def _resolve(args: PublishArguments) -> tuple[CardInputs, Path]:
         raise PublishError(f"{run_config}: no student_shape in the recipe; give --size")
     if args.task:
         model_dir = Path(args.model_dir or run / "tasks" / args.task)
-        results = args.results or ([str(model_dir / "results.json")] if (model_dir / "results.json").is_file() else [])
+        results = args.results or sorted(str(p) for p in model_dir.glob("results*.json"))
         base = args.base_model or repo_name(args.organization, args.lang, size)
     else:
         model_dir = Path(args.model_dir or (run / "best" if (run / "best").is_dir() else run))
-        results = args.results or sorted(str(p) for p in run.glob("tasks/*/results.json"))
+        results = args.results or sorted(str(p) for p in run.glob("tasks/*/results*.json"))
         base = args.base_model
     if not model_dir.is_dir():
         raise PublishError(f"{model_dir}: no such model folder")
@@ -256,12 +258,17 @@ def main(argv: list[str]) -> int:
     except (PublishError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{'would upload' if args.dry_run else 'repository'} {report['repo_id']} from {report['folder']}:")
+    print_report(report, args.dry_run)
+    if "collection" in report:
+        print(f"collection: {report['collection']}")
+    return 0
+
+
+def print_report(report: dict, dry_run: bool, kind: str = "repository") -> None:
+    """What was (or, in a dry run, would be) uploaded, and whether the push made a commit."""
+    print(f"{'would upload' if dry_run else kind} {report['repo_id']} from {report['folder']}:")
     for name, size in report["files"]:
         print(f"  {size:>12,}  {name}")
-    if not args.dry_run:
+    if not dry_run:
         state = "new commit" if report["changed"] else "no change (content already on the Hub)"
-        print(f"{report['url']} @ {report['commit']} ({state}); tag: {report['tag'] or 'none'}")
-        if "collection" in report:
-            print(f"collection: {report['collection']}")
-    return 0
+        print(f"{report['url']} @ {report['commit']} ({state}); tag: {report.get('tag') or 'none'}")

@@ -278,7 +278,7 @@ def publish(args: SpacePublishArguments) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from time_hub.publish.hub import PublishError
+    from time_hub.publish.hub import PublishError, print_report
 
     commands = {"serve": ServeArguments, "publish": SpacePublishArguments}
     if not argv or argv[0] not in commands or "-h" in argv or "--help" in argv:
@@ -299,10 +299,5 @@ def main(argv: list[str]) -> int:
     except (SpaceError, PublishError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{'would upload' if args.dry_run else 'space'} {report['repo_id']} from {report['folder']}:")
-    for name, size in report["files"]:
-        print(f"  {size:>12,}  {name}")
-    if not args.dry_run:
-        state = "new commit" if report["changed"] else "no change (content already on the Hub)"
-        print(f"{report['url']} @ {report['commit']} ({state})")
+    print_report(report, args.dry_run, "space")
     return 0

@@ -1,0 +1,1 @@
+"""Model compression after distillation: vocabulary trimming (`vocab.py`), and room for pruning and committees."""

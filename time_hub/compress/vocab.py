@@ -1,0 +1,385 @@
+"""`time-hub trim-vocab`: keep only the vocabulary a language's corpus uses (tokenizer + embedding rows).
+
+    time-hub trim-vocab runs/demo-da/best --corpus ../shared/data/text/da.txt --output_dir runs/demo-da/trimmed \
+        --coverage 0.999 --heldout heldout-da.txt
+
+A monolingual student of XLM-R keeps 250,002 embedding rows, most of them for other languages' pieces: 82-93 % of
+its parameters. The kept set is: the special tokens (and every id the config or post-processor names), the
+single-character pieces (`--chars all`, or `scripts`: non-letters plus letters of the scripts the corpus uses), then
+the pieces the source tokenizer produces on the corpus, most frequent first, until `--size` pieces (topped up with
+unused pieces by unigram score) or `--coverage` of the corpus tokens. Kept pieces keep their order, so the specials
+and `<mask>` of the XLM-R layout keep their places at the ends.
+
+The output folder loads with `from_pretrained`: `tokenizer.json` is the same Unigram model (scores, normalizer,
+pre-tokenizer, post-processor, added tokens) over the kept pieces, a trimmed `sentencepiece.bpe.model` where the
+source has one, the weights with the vocabulary rows selected (same dtype, no pooler or head added or lost), the
+config with `vocab_size` and token ids remapped, `vocab_map.json` (new id -> old id) and `trim_report.json`. A text
+whose source pieces were all kept is tokenized identically (Viterbi over a subset that still holds the best path), so
+its hidden states are unchanged; other words split into smaller kept pieces, which the report measures.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from time_hub.jsonfile import write_json
+from time_hub.recipe import RecipeError, help_text, parse
+
+SPM = "sentencepiece.bpe.model"
+METASPACE = "\u2581"
+
+
+@dataclass
+class TrimArguments:
+    model: str = field(metadata={"help": "model folder with tokenizer.json (Unigram) and model.safetensors"})
+    corpus: list[str] = field(metadata={"help": "text files (one sentence a line) whose pieces are kept"})
+    output_dir: str = field(metadata={"help": "folder for the trimmed model, tokenizer, vocab_map.json, report"})
+    size: int | None = field(default=None, metadata={"help": "vocabulary size to keep (specials included)"})
+    coverage: float | None = field(default=None, metadata={"help": "share of corpus tokens to cover, e.g. 0.999"})
+    heldout: list[str] | None = field(
+        default=None, metadata={"help": "text files for the unk rate, identity and hidden-state checks (else corpus)"}
+    )
+    chars: Literal["all", "scripts"] = field(
+        default="all", metadata={"help": "single-character pieces kept: all, or non-letters + the corpus's scripts"}
+    )
+    check_sentences: int = field(default=64, metadata={"help": "identically tokenized sentences run through both"})
+
+    def __post_init__(self):
+        check_criteria(self.size, self.coverage)
+
+
+def check_criteria(size: int | None, coverage: float | None) -> None:
+    if (size is None) == (coverage is None):
+        raise ValueError("give exactly one of size or coverage")
+    if size is not None and size < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    if coverage is not None and not 0 < coverage <= 1:
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+
+
+def read_lines(files: list[str]) -> list[str]:
+    return [line for f in files for line in Path(f).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _script(ch: str) -> str | None:
+    """A letter's script, as the first word of its Unicode name (LATIN, GREEK, CJK, HANGUL ...); None otherwise."""
+    return unicodedata.name(ch, "?").split()[0] if unicodedata.category(ch).startswith("L") else None
+
+
+def _walk_processor(processor: dict | None, fn) -> None:
+    """Apply `fn` to every token id a post-processor names (Template/Roberta/Bert processing, Sequence)."""
+    if not processor:
+        return
+    for inner in processor.get("processors", []):
+        _walk_processor(inner, fn)
+    for spec in processor.get("special_tokens", {}).values():
+        spec["ids"] = [fn(i) for i in spec["ids"]]
+    for key in ("sep", "cls"):
+        if key in processor:
+            processor[key][1] = fn(processor[key][1])
+
+
+def required_ids(data: dict, config, texts: list[str], chars: str) -> set[int]:
+    """Ids that must survive whatever the corpus says: specials, named ids, byte fallback and single characters."""
+    model = data["model"]
+    ids = {t["id"] for t in data.get("added_tokens", [])} | {model.get("unk_id")}
+    ids |= {v for k, v in config.to_dict().items() if k.endswith("_token_id") and isinstance(v, int)}
+    _walk_processor(json.loads(json.dumps(data.get("post_processor"))), lambda i: ids.add(i) or i)
+    scripts = {_script(ch) for ch in set("".join(texts))} if chars == "scripts" else set()
+    for i, (piece, _) in enumerate(model["vocab"]):
+        bare = piece.removeprefix(METASPACE)
+        if model.get("byte_fallback") and len(piece) == 6 and piece.startswith("<0x"):
+            ids.add(i)
+        elif len(bare) <= 1 and piece and (chars == "all" or not bare or _script(bare) in scripts | {None}):
+            ids.add(i)
+    return ids - {None}
+
+
+def choose(counts: np.ndarray, scores: np.ndarray, required: set[int], size: int | None, coverage: float | None):
+    """Kept old ids (sorted) and how many came from each criterion."""
+    if size is not None and size < len(required):
+        raise ValueError(
+            f"size {size} is smaller than the {len(required)} pieces that must be kept (specials + "
+            "single characters); use a larger size or --chars scripts"
+        )
+    order = [int(i) for i in np.lexsort((np.arange(len(counts)), -counts)) if counts[i] > 0 and i not in required]
+    kept = set(required)
+    if size is not None:
+        frequent = order[: size - len(kept)]
+        kept |= set(frequent)
+        unused = [int(i) for i in np.argsort(-scores, kind="stable") if int(i) not in kept]
+        filled = unused[: size - len(kept)]
+        kept |= set(filled)
+    else:
+        covered, total, frequent, filled = counts[list(kept)].sum(), counts.sum(), [], []
+        for i in order:
+            if covered >= coverage * total:
+                break
+            frequent.append(i)
+            covered += counts[i]
+        kept |= set(frequent)
+    return sorted(kept), {"required": len(required), "by_frequency": len(frequent), "filled_by_score": len(filled)}
+
+
+def trim_tokenizer_json(data: dict, new_to_old: list[int]) -> dict:
+    """The same tokenizer over the kept pieces: contiguous ids, original scores, remapped unk/added/special ids."""
+    old_to_new = {old: new for new, old in enumerate(new_to_old)}
+    data = json.loads(json.dumps(data))
+    model = data["model"]
+    model["vocab"] = [model["vocab"][old] for old in new_to_old]
+    if model.get("unk_id") is not None:
+        model["unk_id"] = old_to_new[model["unk_id"]]
+    for token in data.get("added_tokens", []):
+        token["id"] = old_to_new[token["id"]]
+    _walk_processor(data.get("post_processor"), old_to_new.__getitem__)
+    return data
+
+
+def trim_sentencepiece(source: Path, target: Path, kept_pieces: set[str]) -> int:
+    """Trimmed SentencePiece model: the kept normal pieces in their order, control and unknown pieces always."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(source.read_bytes())
+    normal = sentencepiece_model_pb2.ModelProto.SentencePiece.NORMAL
+    pieces = [p for p in proto.pieces if p.type != normal or p.piece in kept_pieces]
+    del proto.pieces[:]
+    proto.pieces.extend(pieces)
+    proto.trainer_spec.vocab_size = len(pieces)
+    target.write_bytes(proto.SerializeToString())
+    return len(pieces)
+
+
+def trim_weights(source: Path, target: Path, rows: int, new_to_old: list[int]) -> dict:
+    """Select the vocabulary rows (first dim == vocab size: word embeddings, MLM decoder and bias) of every tensor."""
+    files = sorted(source.glob("*.safetensors"))
+    if len(files) != 1:
+        raise ValueError(f"{source}: expected one model.safetensors, found {len(files)} (sharded/absent unsupported)")
+    with safe_open(files[0], "pt") as f:
+        metadata = f.metadata()
+    tensors, index = load_file(files[0]), torch.tensor(new_to_old)
+    stats = {"before": {"total": 0, "embeddings": 0}, "after": {"total": 0, "embeddings": 0}}
+    for name, tensor in tensors.items():
+        vocab_rows = tensor.dim() > 0 and tensor.shape[0] == rows
+        stats["before"]["total"] += tensor.numel()
+        if vocab_rows:
+            stats["before"]["embeddings"] += tensor.numel()
+            tensors[name] = tensor = tensor[index].contiguous()
+            stats["after"]["embeddings"] += tensor.numel()
+        stats["after"]["total"] += tensor.numel()
+    save_file(tensors, target / files[0].name, metadata=metadata)
+    return stats
+
+
+def _load(path: Path):
+    level, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # a missing pooler is re-initialised in both models; we compare hidden states
+    hf_logging.disable_progress_bar()
+    try:
+        return AutoModel.from_pretrained(path, dtype=torch.float32).eval()
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+def compare(source: Path, trimmed: Path, new_to_old: list[int], sentences: list[str], check: int) -> dict:
+    """Unk rate and length before/after, share tokenized identically, hidden-state difference where identical."""
+    old_tok, new_tok = AutoTokenizer.from_pretrained(source), AutoTokenizer.from_pretrained(trimmed)
+    old = old_tok(sentences, add_special_tokens=False)["input_ids"]
+    new = new_tok(sentences, add_special_tokens=False)["input_ids"]
+    same = [s for s, a, b in zip(sentences, old, new) if a == [new_to_old[i] for i in b]]
+    n_old, n_new = sum(map(len, old)), sum(map(len, new))
+    out = {
+        "sentences": len(sentences),
+        "tokens": {"before": n_old, "after": n_new},
+        "unk_rate": {
+            "before": sum(ids.count(old_tok.unk_token_id) for ids in old) / max(n_old, 1),
+            "after": sum(ids.count(new_tok.unk_token_id) for ids in new) / max(n_new, 1),
+        },
+        "identical_share": len(same) / max(len(sentences), 1),
+        "hidden_sentences": min(check, len(same)),
+        "hidden_max_abs_diff": None,
+    }
+    if not same or check < 1:
+        return out
+    old_model, new_model, worst = _load(source), _load(trimmed), 0.0
+    mapping = torch.tensor(new_to_old)
+    for i in range(0, min(check, len(same)), 16):
+        kwargs = dict(padding=True, truncation=True, max_length=128, return_tensors="pt")
+        a, b = old_tok(same[i : i + 16], **kwargs), new_tok(same[i : i + 16], **kwargs)
+        assert torch.equal(a["input_ids"], mapping[b["input_ids"]]), "identical pieces but different ids"
+        with torch.inference_mode():
+            ha = old_model(input_ids=a["input_ids"], attention_mask=a["attention_mask"]).last_hidden_state
+            hb = new_model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+        worst = max(worst, float((ha - hb).abs()[a["attention_mask"].bool()].max()))
+    return out | {"hidden_max_abs_diff": worst}
+
+
+def _spm_agreement(folder: Path, sentences: list[str]) -> float:
+    """Share of sentences the SentencePiece file splits into the same pieces as tokenizer.json."""
+    import sentencepiece
+
+    spm = sentencepiece.SentencePieceProcessor(model_file=str(folder / SPM))
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    pieces = tok.encode_batch(sentences, add_special_tokens=False)
+    return sum(spm.encode(s, out_type=str) == p.tokens for s, p in zip(sentences, pieces)) / max(len(sentences), 1)
+
+
+def _bytes(folder: Path, pattern: str) -> int:
+    return sum(f.stat().st_size for f in folder.glob(pattern))
+
+
+def trim_vocabulary(
+    model_dir: str | Path,
+    texts: list[str],
+    output_dir: str | Path,
+    size: int | None = None,
+    coverage: float | None = None,
+    heldout: list[str] | None = None,
+    chars: str = "all",
+    corpus: list[str] | None = None,
+    check_sentences: int = 64,
+) -> dict:
+    """Trim `model_dir` to the pieces `texts` needs (see the module docstring); returns and writes the report."""
+    check_criteria(size, coverage)
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise ValueError("the corpus is empty: no non-blank lines")
+    source, out = Path(model_dir), Path(output_dir)
+    if not (source / "tokenizer.json").is_file():
+        raise ValueError(f"{source}: no tokenizer.json (a fast tokenizer is needed)")
+    data = json.loads((source / "tokenizer.json").read_text(encoding="utf-8"))
+    if data["model"]["type"] != "Unigram":
+        raise ValueError(
+            f"{source}: only Unigram (SentencePiece/XLM-R) tokenizers are trimmed, not {data['model']['type']}"
+        )
+    config = AutoConfig.from_pretrained(source)
+    vocab = data["model"]["vocab"]
+    if len(vocab) > config.vocab_size:
+        raise ValueError(f"{source}: tokenizer has {len(vocab)} pieces but the model only {config.vocab_size} rows")
+
+    tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
+    ids = [i for e in tokenizer.encode_batch(texts, add_special_tokens=False) for i in e.ids]
+    counts = np.bincount(np.array(ids, dtype=np.int64), minlength=len(vocab))
+    scores = np.array([score for _, score in vocab])
+    new_to_old, criteria = choose(counts, scores, required_ids(data, config, texts, chars), size, coverage)
+    old_to_new = {old: new for new, old in enumerate(new_to_old)}
+
+    out.mkdir(parents=True, exist_ok=True)
+    trimmed = trim_tokenizer_json(data, new_to_old)
+    Tokenizer.from_str(json.dumps(trimmed))  # fail here, not at load time, if the JSON is inconsistent
+    (out / "tokenizer.json").write_text(json.dumps(trimmed, ensure_ascii=False), encoding="utf-8")
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, out / name)
+    config_file = out / "tokenizer_config.json"
+    if config_file.is_file() and "added_tokens_decoder" in (tok_config := json.loads(config_file.read_text())):
+        decoder = tok_config["added_tokens_decoder"]
+        tok_config["added_tokens_decoder"] = {str(old_to_new[int(k)]): v for k, v in decoder.items()}
+        write_json(config_file, tok_config)
+    spm_pieces = None
+    if (source / SPM).is_file():
+        spm_pieces = trim_sentencepiece(source / SPM, out / SPM, {vocab[i][0] for i in new_to_old})
+
+    parameters = trim_weights(source, out, config.vocab_size, new_to_old)
+    for key, value in config.to_dict().items():
+        if key.endswith("_token_id") and isinstance(value, int):
+            setattr(config, key, old_to_new[value])
+    config.vocab_size = len(new_to_old)
+    config.save_pretrained(out)
+
+    total = int(counts.sum())
+    coverage_reached = float(counts[new_to_old].sum() / total) if total else 1.0
+    write_json(out / "vocab_map.json", {
+        "source": str(source), "kept": len(new_to_old), "new_to_old": new_to_old, "corpus": corpus or "texts",
+        "coverage": coverage_reached, "criteria": {"size": size, "coverage": coverage, "chars": chars, **criteria},
+    })  # fmt: skip
+    sentences = [t for t in heldout or [] if t.strip()] or texts
+    check = compare(source, out, new_to_old, sentences, check_sentences)
+    report = {
+        "source": str(source),
+        "output_dir": str(out),
+        "vocab_size": {"before": len(vocab), "after": len(new_to_old)},
+        "parameters": parameters,
+        "disk_bytes": {
+            "weights": {"before": _bytes(source, "*.safetensors"), "after": _bytes(out, "*.safetensors")},
+            "tokenizer": {
+                "before": _bytes(source, "tokenizer.json") + _bytes(source, SPM),
+                "after": _bytes(out, "tokenizer.json") + _bytes(out, SPM),
+            },
+        },  # fmt: skip
+        "corpus": {"files": corpus, "lines": len(texts), "tokens": total, "distinct_pieces": int((counts > 0).sum())},
+        "coverage": coverage_reached,
+        "criteria": {"size": size, "coverage": coverage, "chars": chars, **criteria},
+        "check": {"on": "heldout" if heldout else "corpus", **check},
+        "sentencepiece": None
+        if spm_pieces is None
+        else {
+            "pieces": spm_pieces,
+            "same_pieces_as_tokenizer_json": {
+                "before": _spm_agreement(source, sentences[:500]),
+                "after": _spm_agreement(out, sentences[:500]),
+            },
+        },
+    }
+    write_json(out / "trim_report.json", report)
+    return report
+
+
+def _gather_lists(argv: list[str], keys: tuple[str, ...] = ("--corpus", "--heldout")) -> list[str]:
+    """`--corpus a.txt b.txt` -> `--corpus ["a.txt", "b.txt"]` (a YAML list), so several files need no brackets."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in keys:
+            j = i + 1
+            while j < len(argv) and not argv[j].startswith("--"):
+                j += 1
+            out += [argv[i], json.dumps(argv[i + 1 : j])] if j > i + 1 else [argv[i]]
+            i = j
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print(help_text("time-hub trim-vocab", __doc__.strip().splitlines()[0], (TrimArguments,)))
+        return 0
+    if argv and not argv[0].startswith("--"):
+        argv = ["--model", *argv]
+    try:
+        ((args,), _) = parse((TrimArguments,), _gather_lists(argv))
+        report = trim_vocabulary(
+            args.model, read_lines(args.corpus), args.output_dir, args.size, args.coverage,
+            read_lines(args.heldout) if args.heldout else None, args.chars, args.corpus, args.check_sentences,
+        )  # fmt: skip
+    except (RecipeError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    p, check = report["parameters"], report["check"]
+    print(
+        f"vocabulary {report['vocab_size']['before']} -> {report['vocab_size']['after']}, parameters "
+        f"{p['before']['total']:,} -> {p['after']['total']:,}, corpus coverage {report['coverage']:.4f}"
+    )
+    print(
+        f"{check['on']}: unk rate {check['unk_rate']['before']:.5f} -> {check['unk_rate']['after']:.5f}, "
+        f"identical {check['identical_share']:.2f}, max |hidden diff| {check['hidden_max_abs_diff']}"
+    )
+    print(f"wrote {Path(args.output_dir) / 'trim_report.json'}")
+    return 0
