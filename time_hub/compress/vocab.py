@@ -24,6 +24,7 @@ import json
 import shutil
 import sys
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -54,7 +55,8 @@ class TrimArguments:
         default=None, metadata={"help": "text files for the unk rate, identity and hidden-state checks (else corpus)"}
     )
     chars: Literal["all", "scripts"] = field(
-        default="all", metadata={"help": "single-character pieces kept: all, or non-letters + the corpus's scripts"}
+        default="all",
+        metadata={"help": "single-character pieces kept: all, or non-letters + the corpus's scripts and characters"},
     )
     check_sentences: int = field(default=64, metadata={"help": "identically tokenized sentences run through both"})
 
@@ -93,18 +95,23 @@ def _walk_processor(processor: dict | None, fn) -> None:
             processor[key][1] = fn(processor[key][1])
 
 
-def required_ids(data: dict, config, texts: list[str], chars: str) -> set[int]:
-    """Ids that must survive whatever the corpus says: specials, named ids, byte fallback and single characters."""
+def required_ids(data: dict, config, counts: np.ndarray, texts: list[str], chars: str) -> set[int]:
+    """Ids that must survive whatever the corpus says: specials, named ids, byte fallback and single characters.
+
+    `chars="scripts"` keeps non-letters, the letters of scripts with at least 1 % of the corpus's letters, and any
+    character piece the corpus uses: a Danish corpus quoting two Chinese characters should not keep 7,720 CJK rows."""
     model = data["model"]
     ids = {t["id"] for t in data.get("added_tokens", [])} | {model.get("unk_id")}
     ids |= {v for k, v in config.to_dict().items() if k.endswith("_token_id") and isinstance(v, int)}
     _walk_processor(json.loads(json.dumps(data.get("post_processor"))), lambda i: ids.add(i) or i)
-    scripts = {_script(ch) for ch in set("".join(texts))} if chars == "scripts" else set()
+    letters = Counter(_script(ch) for line in texts for ch in line)
+    letters.pop(None, None)
+    scripts = {s for s, n in letters.items() if n >= 0.01 * sum(letters.values())} | {None}
     for i, (piece, _) in enumerate(model["vocab"]):
         bare = piece.removeprefix(METASPACE)
         if model.get("byte_fallback") and len(piece) == 6 and piece.startswith("<0x"):
             ids.add(i)
-        elif len(bare) <= 1 and piece and (chars == "all" or not bare or _script(bare) in scripts | {None}):
+        elif len(bare) <= 1 and piece and (chars == "all" or counts[i] or not bare or _script(bare) in scripts):
             ids.add(i)
     return ids - {None}
 
@@ -277,7 +284,7 @@ def trim_vocabulary(
     ids = [i for e in tokenizer.encode_batch(texts, add_special_tokens=False) for i in e.ids]
     counts = np.bincount(np.array(ids, dtype=np.int64), minlength=len(vocab))
     scores = np.array([score for _, score in vocab])
-    new_to_old, criteria = choose(counts, scores, required_ids(data, config, texts, chars), size, coverage)
+    new_to_old, criteria = choose(counts, scores, required_ids(data, config, counts, texts, chars), size, coverage)
     old_to_new = {old: new for new, old in enumerate(new_to_old)}
 
     out.mkdir(parents=True, exist_ok=True)

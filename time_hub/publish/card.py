@@ -26,8 +26,18 @@ from time_hub.publish.callback import BOOKKEEPING, CARD_DATA_FILE
 from time_hub.tasks.results import TaskResults
 
 TEMPLATE = "model_card.md.j2"
-PIPELINE_TAGS = {None: "feature-extraction", "ner": "token-classification", "qa": "question-answering"}
-TASK_TITLES = {"ner": "Named-entity recognition", "qa": "Extractive question answering"}
+# The UD model is the stock encoder + small heads that time_hub loads (tagging, lemmas, parsing): token-level.
+PIPELINE_TAGS = {
+    None: "feature-extraction",
+    "ner": "token-classification",
+    "qa": "question-answering",
+    "ud": "token-classification",
+}
+TASK_TITLES = {
+    "ner": "Named-entity recognition",
+    "qa": "Extractive question answering",
+    "ud": "UD tagging, lemmatization and dependency parsing",
+}
 # results.json task -> (Hub task type, pretty name, metrics put in the model-index)
 MODEL_INDEX = {
     "ud": ("token-classification", "UD tagging, lemmas and parsing", ("UPOS", "UFeats", "Lemmas", "UAS", "LAS")),

@@ -36,8 +36,9 @@ MODEL_FILES = (
     "special_tokens_map.json",
     "sentencepiece.bpe.model",
     "distillation.json",
+    "ud_config.json",  # UD models: label vocabularies and settings beside ud_heads.safetensors
 )
-TASKS = ("ner", "qa")
+TASKS = ("ner", "qa", "ud")
 
 
 class PublishError(RuntimeError):
@@ -49,7 +50,7 @@ class PublishArguments:
     run_dir: str = field(metadata={"help": "the `time-hub distill` output folder (after `time-hub select`)"})
     lang: str = field(metadata={"help": "ISO 639-1 code of the model's language (card metadata and repo name)"})
     size: str | None = field(default=None, metadata={"help": "xs, s, m ... for the repo name (default: recipe)"})
-    task: str | None = field(default=None, metadata={"help": "publish a fine-tuned model: ner or qa"})
+    task: str | None = field(default=None, metadata={"help": "publish a fine-tuned model: ner, qa or ud"})
     model_dir: str | None = field(default=None, metadata={"help": "default: <run>/best or <run>/tasks/<task>"})
     repo_id: str | None = field(default=None, metadata={"help": "ORG/NAME (default: <org>/time-<lang>-<size>)"})
     organization: str = field(default="time", metadata={"help": "Hub namespace of the default repo id"})
@@ -75,7 +76,7 @@ class PublishArguments:
 
     def __post_init__(self):
         if self.task is not None and self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS} (UD models are published with their encoder's results)")
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if any("=" not in pair for pair in self.dataset_names):
             raise ValueError(f"dataset_names: expected RESULTS_DATASET=NAME pairs, got {self.dataset_names}")
         if self.repo_id is not None and self.repo_id.count("/") != 1:
