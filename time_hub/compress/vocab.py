@@ -5,7 +5,7 @@
 
 A monolingual student of XLM-R keeps 250,002 embedding rows, most of them for other languages' pieces: 82-93 % of
 its parameters. The kept set is: the special tokens (and every id the config or post-processor names), the
-single-character pieces (`--chars all`, or `scripts`: non-letters plus letters of the scripts the corpus uses), then
+single-character pieces (`--chars all`, or `scripts`: non-letters, the corpus's characters and main scripts), then
 the pieces the source tokenizer produces on the corpus, most frequent first, until `--size` pieces (topped up with
 unused pieces by unigram score) or `--coverage` of the corpus tokens. Kept pieces keep their order, so the specials
 and `<mask>` of the XLM-R layout keep their places at the ends.
@@ -20,6 +20,7 @@ its hidden states are unchanged; other words split into smaller kept pieces, whi
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import sys
@@ -103,8 +104,8 @@ def required_ids(data: dict, config, counts: np.ndarray, texts: list[str], chars
     model = data["model"]
     ids = {t["id"] for t in data.get("added_tokens", [])} | {model.get("unk_id")}
     ids |= {v for k, v in config.to_dict().items() if k.endswith("_token_id") and isinstance(v, int)}
-    _walk_processor(json.loads(json.dumps(data.get("post_processor"))), lambda i: ids.add(i) or i)
-    letters = Counter(_script(ch) for line in texts for ch in line)
+    _walk_processor(copy.deepcopy(data.get("post_processor")), lambda i: ids.add(i) or i)
+    letters = Counter(_script(ch) for line in texts for ch in line) if chars == "scripts" else Counter()
     letters.pop(None, None)
     scripts = {s for s, n in letters.items() if n >= 0.01 * sum(letters.values())} | {None}
     for i, (piece, _) in enumerate(model["vocab"]):
@@ -113,7 +114,7 @@ def required_ids(data: dict, config, counts: np.ndarray, texts: list[str], chars
             ids.add(i)
         elif len(bare) <= 1 and piece and (chars == "all" or counts[i] or not bare or _script(bare) in scripts):
             ids.add(i)
-    return ids - {None}
+    return {i for i in ids if i is not None and 0 <= i < len(model["vocab"])}  # rows past the tokenizer: unusable
 
 
 def choose(counts: np.ndarray, scores: np.ndarray, required: set[int], size: int | None, coverage: float | None):
@@ -145,12 +146,13 @@ def choose(counts: np.ndarray, scores: np.ndarray, required: set[int], size: int
 def trim_tokenizer_json(data: dict, new_to_old: list[int]) -> dict:
     """The same tokenizer over the kept pieces: contiguous ids, original scores, remapped unk/added/special ids."""
     old_to_new = {old: new for new, old in enumerate(new_to_old)}
-    data = json.loads(json.dumps(data))
+    data = data | {"model": dict(data["model"]), "added_tokens": [dict(t) for t in data.get("added_tokens", [])]}
+    data["post_processor"] = copy.deepcopy(data.get("post_processor"))
     model = data["model"]
     model["vocab"] = [model["vocab"][old] for old in new_to_old]
     if model.get("unk_id") is not None:
         model["unk_id"] = old_to_new[model["unk_id"]]
-    for token in data.get("added_tokens", []):
+    for token in data["added_tokens"]:
         token["id"] = old_to_new[token["id"]]
     _walk_processor(data.get("post_processor"), old_to_new.__getitem__)
     return data
@@ -179,17 +181,14 @@ def trim_weights(source: Path, target: Path, rows: int, new_to_old: list[int]) -
     with safe_open(files[0], "pt") as f:
         metadata = f.metadata()
     tensors, index = load_file(files[0]), torch.tensor(new_to_old)
-    stats = {"before": {"total": 0, "embeddings": 0}, "after": {"total": 0, "embeddings": 0}}
-    for name, tensor in tensors.items():
-        vocab_rows = tensor.dim() > 0 and tensor.shape[0] == rows
-        stats["before"]["total"] += tensor.numel()
-        if vocab_rows:
-            stats["before"]["embeddings"] += tensor.numel()
-            tensors[name] = tensor = tensor[index].contiguous()
-            stats["after"]["embeddings"] += tensor.numel()
-        stats["after"]["total"] += tensor.numel()
+    before = {"total": sum(t.numel() for t in tensors.values())}
+    vocab_rows = [name for name, t in tensors.items() if t.dim() > 0 and t.shape[0] == rows]
+    before["embeddings"] = sum(tensors[name].numel() for name in vocab_rows)
+    tensors |= {name: tensors[name][index].contiguous() for name in vocab_rows}
+    after = {"total": sum(t.numel() for t in tensors.values())}
+    after["embeddings"] = sum(tensors[name].numel() for name in vocab_rows)
     save_file(tensors, target / files[0].name, metadata=metadata)
-    return stats
+    return {"before": before, "after": after}
 
 
 def _load(path: Path):
@@ -247,47 +246,13 @@ def _spm_agreement(folder: Path, sentences: list[str]) -> float:
     return sum(spm.encode(s, out_type=str) == p.tokens for s, p in zip(sentences, pieces)) / max(len(sentences), 1)
 
 
-def _bytes(folder: Path, pattern: str) -> int:
-    return sum(f.stat().st_size for f in folder.glob(pattern))
+def _bytes(folder: Path, *names: str) -> int:
+    return sum(f.stat().st_size for name in names for f in folder.glob(name))
 
 
-def trim_vocabulary(
-    model_dir: str | Path,
-    texts: list[str],
-    output_dir: str | Path,
-    size: int | None = None,
-    coverage: float | None = None,
-    heldout: list[str] | None = None,
-    chars: str = "all",
-    corpus: list[str] | None = None,
-    check_sentences: int = 64,
-) -> dict:
-    """Trim `model_dir` to the pieces `texts` needs (see the module docstring); returns and writes the report."""
-    check_criteria(size, coverage)
-    texts = [t for t in texts if t.strip()]
-    if not texts:
-        raise ValueError("the corpus is empty: no non-blank lines")
-    source, out = Path(model_dir), Path(output_dir)
-    if not (source / "tokenizer.json").is_file():
-        raise ValueError(f"{source}: no tokenizer.json (a fast tokenizer is needed)")
-    data = json.loads((source / "tokenizer.json").read_text(encoding="utf-8"))
-    if data["model"]["type"] != "Unigram":
-        raise ValueError(
-            f"{source}: only Unigram (SentencePiece/XLM-R) tokenizers are trimmed, not {data['model']['type']}"
-        )
-    config = AutoConfig.from_pretrained(source)
-    vocab = data["model"]["vocab"]
-    if len(vocab) > config.vocab_size:
-        raise ValueError(f"{source}: tokenizer has {len(vocab)} pieces but the model only {config.vocab_size} rows")
-
-    tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
-    ids = [i for e in tokenizer.encode_batch(texts, add_special_tokens=False) for i in e.ids]
-    counts = np.bincount(np.array(ids, dtype=np.int64), minlength=len(vocab))
-    scores = np.array([score for _, score in vocab])
-    new_to_old, criteria = choose(counts, scores, required_ids(data, config, counts, texts, chars), size, coverage)
+def write_tokenizer(source: Path, out: Path, data: dict, new_to_old: list[int]) -> int | None:
+    """tokenizer.json, its config files (added-token ids remapped) and SentencePiece; returns SentencePiece's size."""
     old_to_new = {old: new for new, old in enumerate(new_to_old)}
-
-    out.mkdir(parents=True, exist_ok=True)
     trimmed = trim_tokenizer_json(data, new_to_old)
     Tokenizer.from_str(json.dumps(trimmed))  # fail here, not at load time, if the JSON is inconsistent
     (out / "tokenizer.json").write_text(json.dumps(trimmed, ensure_ascii=False), encoding="utf-8")
@@ -299,69 +264,100 @@ def trim_vocabulary(
         decoder = tok_config["added_tokens_decoder"]
         tok_config["added_tokens_decoder"] = {str(old_to_new[int(k)]): v for k, v in decoder.items()}
         write_json(config_file, tok_config)
-    spm_pieces = None
-    if (source / SPM).is_file():
-        spm_pieces = trim_sentencepiece(source / SPM, out / SPM, {vocab[i][0] for i in new_to_old})
+    if not (source / SPM).is_file():
+        return None
+    return trim_sentencepiece(source / SPM, out / SPM, {piece for piece, _ in trimmed["model"]["vocab"]})
 
+
+def trim_vocabulary(
+    model_dir: str | Path,
+    texts: list[str],
+    output_dir: str | Path,
+    size: int | None = None,
+    coverage: float | None = None,
+    heldout: list[str] | None = None,
+    chars: Literal["all", "scripts"] = "all",
+    corpus: list[str] | None = None,
+    check_sentences: int = 64,
+) -> dict:
+    """Trim `model_dir` to the pieces `texts` needs (see the module docstring); returns and writes the report.
+
+    `heldout` lines (else `texts`) measure unk rate, identity and hidden states; `corpus` names the files in the
+    report and vocab_map.json."""
+    check_criteria(size, coverage)
+    if chars not in ("all", "scripts"):
+        raise ValueError(f"chars must be 'all' or 'scripts', got {chars!r}")
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise ValueError("the corpus is empty: no non-blank lines")
+    source, out = Path(model_dir), Path(output_dir)
+    if not (source / "tokenizer.json").is_file():
+        raise ValueError(f"{source}: no tokenizer.json (a fast tokenizer is needed)")
+    data = json.loads((source / "tokenizer.json").read_text(encoding="utf-8"))
+    if (kind := data["model"]["type"]) != "Unigram":
+        raise ValueError(f"{source}: only Unigram (SentencePiece, XLM-R) tokenizers can be trimmed, not {kind}")
+    config, vocab = AutoConfig.from_pretrained(source), data["model"]["vocab"]
+    if len(vocab) > config.vocab_size:
+        raise ValueError(f"{source}: the tokenizer has {len(vocab)} pieces, the model {config.vocab_size} rows")
+
+    encodings = Tokenizer.from_file(str(source / "tokenizer.json")).encode_batch(texts, add_special_tokens=False)
+    counts = np.bincount(np.array([i for e in encodings for i in e.ids], dtype=np.int64), minlength=len(vocab))
+    scores = np.array([score for _, score in vocab])
+    new_to_old, kinds = choose(counts, scores, required_ids(data, config, counts, texts, chars), size, coverage)
+    old_to_new = {old: new for new, old in enumerate(new_to_old)}
+    out.mkdir(parents=True, exist_ok=True)
+    spm_pieces = write_tokenizer(source, out, data, new_to_old)
     parameters = trim_weights(source, out, config.vocab_size, new_to_old)
     for key, value in config.to_dict().items():
         if key.endswith("_token_id") and isinstance(value, int):
-            setattr(config, key, old_to_new[value])
+            setattr(config, key, old_to_new.get(value))
     config.vocab_size = len(new_to_old)
     config.save_pretrained(out)
 
-    total = int(counts.sum())
-    coverage_reached = float(counts[new_to_old].sum() / total) if total else 1.0
-    write_json(out / "vocab_map.json", {
-        "source": str(source), "kept": len(new_to_old), "new_to_old": new_to_old, "corpus": corpus or "texts",
-        "coverage": coverage_reached, "criteria": {"size": size, "coverage": coverage, "chars": chars, **criteria},
-    })  # fmt: skip
-    sentences = [t for t in heldout or [] if t.strip()] or texts
-    check = compare(source, out, new_to_old, sentences, check_sentences)
+    covered = float(counts[new_to_old].sum() / counts.sum()) if counts.sum() else 1.0
+    criteria = {"size": size, "coverage": coverage, "chars": chars, **kinds}
+    files = corpus or "texts given to trim_vocabulary"
+    write_json(out / "vocab_map.json", {"source": str(source), "kept": len(new_to_old), "new_to_old": new_to_old,
+                                        "corpus": files, "coverage": covered, "criteria": criteria})  # fmt: skip
+    sentences = [t for t in heldout or [] if t.strip()]
+    check = {"on": "heldout" if sentences else "corpus"}
+    check |= compare(source, out, new_to_old, sentences or texts, check_sentences)
+    if spm_pieces is not None:
+        sample = (sentences or texts)[:500]
+        agree = {"before": _spm_agreement(source, sample), "after": _spm_agreement(out, sample)}
+        spm = {"pieces": spm_pieces, "same_pieces_as_tokenizer_json": agree}
+    disk = {"weights": ("*.safetensors",), "tokenizer": ("tokenizer.json", SPM)}
     report = {
         "source": str(source),
         "output_dir": str(out),
         "vocab_size": {"before": len(vocab), "after": len(new_to_old)},
         "parameters": parameters,
-        "disk_bytes": {
-            "weights": {"before": _bytes(source, "*.safetensors"), "after": _bytes(out, "*.safetensors")},
-            "tokenizer": {
-                "before": _bytes(source, "tokenizer.json") + _bytes(source, SPM),
-                "after": _bytes(out, "tokenizer.json") + _bytes(out, SPM),
-            },
+        "disk_bytes": {k: {"before": _bytes(source, *v), "after": _bytes(out, *v)} for k, v in disk.items()},
+        "corpus": {
+            "files": files,
+            "lines": len(texts),
+            "tokens": int(counts.sum()),
+            "distinct_pieces": int((counts > 0).sum()),
         },  # fmt: skip
-        "corpus": {"files": corpus, "lines": len(texts), "tokens": total, "distinct_pieces": int((counts > 0).sum())},
-        "coverage": coverage_reached,
-        "criteria": {"size": size, "coverage": coverage, "chars": chars, **criteria},
-        "check": {"on": "heldout" if heldout else "corpus", **check},
-        "sentencepiece": None
-        if spm_pieces is None
-        else {
-            "pieces": spm_pieces,
-            "same_pieces_as_tokenizer_json": {
-                "before": _spm_agreement(source, sentences[:500]),
-                "after": _spm_agreement(out, sentences[:500]),
-            },
-        },
+        "coverage": covered,
+        "criteria": criteria,
+        "check": check,
+        "sentencepiece": spm if spm_pieces is not None else None,
     }
     write_json(out / "trim_report.json", report)
     return report
 
 
-def _gather_lists(argv: list[str], keys: tuple[str, ...] = ("--corpus", "--heldout")) -> list[str]:
+def _gather_lists(argv: list[str]) -> list[str]:
     """`--corpus a.txt b.txt` -> `--corpus ["a.txt", "b.txt"]` (a YAML list), so several files need no brackets."""
-    out, i = [], 0
-    while i < len(argv):
-        if argv[i] in keys:
-            j = i + 1
-            while j < len(argv) and not argv[j].startswith("--"):
-                j += 1
-            out += [argv[i], json.dumps(argv[i + 1 : j])] if j > i + 1 else [argv[i]]
-            i = j
-        else:
-            out.append(argv[i])
-            i += 1
-    return out
+    out, files = [], None
+    for arg in argv:
+        if files is not None and not arg.startswith("--"):
+            files.append(arg)
+            continue
+        files = [] if arg in ("--corpus", "--heldout") else None
+        out += [arg] if files is None else [arg, files]
+    return [json.dumps(a) if isinstance(a, list) else a for a in out]
 
 
 def main(argv: list[str]) -> int:
@@ -379,14 +375,10 @@ def main(argv: list[str]) -> int:
     except (RecipeError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    p, check = report["parameters"], report["check"]
-    print(
-        f"vocabulary {report['vocab_size']['before']} -> {report['vocab_size']['after']}, parameters "
-        f"{p['before']['total']:,} -> {p['after']['total']:,}, corpus coverage {report['coverage']:.4f}"
-    )
-    print(
-        f"{check['on']}: unk rate {check['unk_rate']['before']:.5f} -> {check['unk_rate']['after']:.5f}, "
-        f"identical {check['identical_share']:.2f}, max |hidden diff| {check['hidden_max_abs_diff']}"
-    )
+    p, v, c = report["parameters"], report["vocab_size"], report["check"]
+    print(f"vocabulary {v['before']} -> {v['after']}, parameters {p['before']['total']:,} -> {p['after']['total']:,}, "
+          f"corpus coverage {report['coverage']:.4f}")  # fmt: skip
+    print(f"{c['on']}: unk rate {c['unk_rate']['before']:.5f} -> {c['unk_rate']['after']:.5f}, identical "
+          f"{c['identical_share']:.2f}, max |hidden diff| {c['hidden_max_abs_diff']}")  # fmt: skip
     print(f"wrote {Path(args.output_dir) / 'trim_report.json'}")
     return 0
