@@ -113,7 +113,7 @@ def test_bench_command_writes_json_table_and_plots(tiny_bert_dir, shared, tmp_pa
     argv = [str(tiny_bert_dir), "L1-H32-A2", "--batch_sizes", "[1,4]", "--repeats", "2", "--warmup", "1"]
     argv += ["--output_dir", str(out), "--tokenizer", str(shared / "tokenizers" / "xlm-roberta")]
     argv += ["--sentences_file", str(shared / "data" / "text" / "hu.txt"), "--num_sentences", "40"]
-    argv += ["--quality", f"{tiny_bert_dir}={ner}", "--quality", f"L1-H32-A2={ner}", "--reference", "L1-H32-A2"]
+    argv += ["--quality", f"[{tiny_bert_dir}={ner}, L1-H32-A2={ner}]", "--reference", "L1-H32-A2"]
     assert bench_main(argv) == 0
     bench = report.load_bench(out / "bench.json")
     assert [m["name"] for m in bench["models"]] == [str(tiny_bert_dir), "L1-H32-A2"]

@@ -20,7 +20,7 @@ DA_TASKS = ROOT / "benchmarks" / "results" / "da_tasks_1000steps"
 def test_callback_recorded_the_run(tiny_run):
     data = json.loads((tiny_run / CARD_DATA_FILE).read_text())
     assert data["global_step"] == 4 and data["train_batch_size"] == 4
-    assert data["tokens_seen"] > 0 and data["tokens_seen_kind"] == "counted (non-padding)"
+    assert data["tokens_seen"] > 0 and data["tokens_seen_kind"] == "counted by the Trainer, padding excluded"
     assert data["hardware"]["cpu_count"] >= 1 and data["software"]["transformers"]
     assert [p["step"] for p in data["curve"] if "loss" in p] == [1, 2, 3, 4]
     assert data["hyperparameters"]["max_steps"] == 4 and "output_dir" not in data["hyperparameters"]

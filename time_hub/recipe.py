@@ -147,6 +147,8 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
                 raise RecipeError(f"{CLI}: --{key} needs a value")
             value = argv[i + 1]
             i += 1
+        if key in out:
+            raise RecipeError(f"{CLI}: --{key} given twice (lists are written --{key} '[a, b]')")
         out[key] = yaml_value(value) if value != "" else ""
         i += 1
     return out

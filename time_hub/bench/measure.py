@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import re
 import resource
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,8 +73,13 @@ def _sync(device: str) -> None:
 def _peak_memory_mb(device: str) -> tuple[float, str]:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20, "cuda max_memory_allocated"
-    # Linux reports ru_maxrss in KiB; it is the process's peak so far (batch sizes run in ascending order).
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
+    # The process's peak so far (batch sizes run in ascending order). VmHWM, not ru_maxrss: Linux carries ru_maxrss
+    # over fork+exec, so a spawned child would report its (possibly larger) parent's peak.
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024, "process peak RSS (VmHWM)"
+    except (OSError, AttributeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS (ru_maxrss)"
 
 
 def time_batches(loaded, batches: list[dict], settings: TimingSettings, counter) -> dict:

@@ -118,7 +118,7 @@ class CardDataCallback(TrainerCallback):
             epoch=state.epoch,
             train_batch_size=batch,
             tokens_seen=tokens,
-            tokens_seen_kind="counted (non-padding)" if tokens else "not counted",
+            tokens_seen_kind="counted by the Trainer, padding excluded" if tokens else "not counted",
             curve=[
                 {"step": entry["step"], **{k: entry[k] for k in CURVE_KEYS if k in entry}}
                 for entry in state.log_history

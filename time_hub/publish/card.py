@@ -229,7 +229,10 @@ def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
         "language_names": lang_names,
         "base_model": inputs.base_model,
         # A local teacher folder means little on the Hub: name the base model it is a copy of, when given.
-        "teacher": {"name": inputs.base_model if inputs.base_model and not inputs.task else settings["teacher"]},
+        "teacher": {
+            "name": inputs.base_model if inputs.base_model and not inputs.task else settings["teacher"],
+            "path": settings["teacher"],
+        },
         "student": {
             "architecture": type(config).__name__.replace("Config", "Model"),
             "layers": config.num_hidden_layers,
