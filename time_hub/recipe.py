@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import enum
 import re
+import sys
 import types
 import typing
 from pathlib import Path
@@ -210,3 +211,29 @@ def help_text(prog: str, description: str, dataclass_types: tuple[type, ...]) ->
             lines.append(f"  --{f.name} ({default}) {help_}".rstrip())
         lines.append("")
     return "\n".join(lines)
+
+
+def parse_command(
+    prog: str,
+    description: str,
+    dataclass_types: tuple[type, ...],
+    argv: list[str],
+    positional: str | None = None,
+    many: bool = False,
+) -> tuple[tuple[Any, ...], dict[str, Any]] | int:
+    """A command's argv: no arguments or `--help` print the help; leading values before the first `--key` fill key
+    `positional` (all of them as a list with `many`, else one); then `parse`. Returns what `parse` returns, or the
+    exit code (0 after help, 2 after printing the error) for `main` to return."""
+    if not argv or "-h" in argv or "--help" in argv:
+        print(help_text(prog, description, dataclass_types))
+        return 0
+    argv, leading = list(argv), []
+    while positional and argv and not argv[0].startswith("--") and (many or not leading):
+        leading.append(argv.pop(0))
+    if leading:
+        argv = [f"--{positional}", "[" + ", ".join(leading) + "]" if many else leading[0], *argv]
+    try:
+        return parse(dataclass_types, argv)
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

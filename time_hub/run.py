@@ -18,14 +18,13 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from time_hub.jsonfile import write_json
-from time_hub.recipe import RecipeError, help_text, load_recipe, parse
+from time_hub.recipe import load_recipe, parse_command
 
 logger = logging.getLogger(__name__)
 TASKS = ("ud", "ner", "qa")
@@ -278,16 +277,10 @@ def summary_text(report: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or "-h" in argv or "--help" in argv:
-        print(help_text("time-hub run", __doc__.strip().splitlines()[0], (RunArguments,)))
-        return 0
-    if not argv[0].startswith("--"):
-        argv = ["--config", *argv]
-    try:
-        ((args,), _) = parse((RunArguments,), argv)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    parsed = parse_command("time-hub run", __doc__.strip().splitlines()[0], (RunArguments,), argv, "config")
+    if isinstance(parsed, int):
+        return parsed
+    ((args,), _) = parsed
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
     report = run(args)

@@ -13,7 +13,6 @@ The multi-task UD model (`ud_heads.safetensors`) is not exported: its tree decod
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from transformers import (
 
 from time_hub.bench.models import OnnxEncoder
 from time_hub.jsonfile import write_json
-from time_hub.recipe import RecipeError, help_text, parse
+from time_hub.recipe import parse_command
 
 logger = logging.getLogger(__name__)
 # architectures suffix -> (Auto class, output names)
@@ -178,16 +177,10 @@ def export(args: ExportArguments) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if "-h" in argv or "--help" in argv:
-        print(help_text("time-hub export", __doc__.strip().splitlines()[0], (ExportArguments,)))
-        return 0
-    if argv and not argv[0].startswith("--"):
-        argv = ["--model", *argv]
-    try:
-        ((args,), _) = parse((ExportArguments,), argv)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    parsed = parse_command("time-hub export", __doc__.strip().splitlines()[0], (ExportArguments,), argv, "model")
+    if isinstance(parsed, int):
+        return parsed
+    ((args,), _) = parsed
     # onnx_ir and onnxruntime's quantizer log one INFO line per node: keep their warnings, and our own INFO.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("time_hub").setLevel(logging.INFO)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from time_hub.bench.measure import TimingSettings, measure, measure_isolated, se
 from time_hub.bench.report import SCHEMA_VERSION, plot_pareto, plot_throughput, table
 from time_hub.jsonfile import write_json
 from time_hub.provenance import machine_info, software_versions
-from time_hub.recipe import RecipeError, help_text, parse
+from time_hub.recipe import parse_command
 from time_hub.tasks.results import TaskResults
 
 logger = logging.getLogger(__name__)
@@ -127,19 +126,11 @@ def write_outputs(result: dict, args: BenchArguments) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    if "-h" in argv or "--help" in argv:
-        print(help_text("time-hub bench", __doc__.strip().splitlines()[0], (BenchArguments, TimingSettings)))
-        return 0
-    positional = []
-    while argv and not argv[0].startswith("--"):
-        positional.append(argv.pop(0))
-    if positional:
-        argv = ["--models", "[" + ", ".join(positional) + "]", *argv]
-    try:
-        (args, timing), _ = parse((BenchArguments, TimingSettings), argv)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    description, classes = __doc__.strip().splitlines()[0], (BenchArguments, TimingSettings)
+    parsed = parse_command("time-hub bench", description, classes, argv, "models", many=True)
+    if isinstance(parsed, int):
+        return parsed
+    (args, timing), _ = parsed
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = bench(args, timing)
     written = write_outputs(result, args)

@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -24,7 +23,7 @@ from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments, build_validation
 from time_hub.distill.train import RUN_CONFIG
 from time_hub.distill.trainer import SETTINGS_FILE, DistillationTrainer, load_teacher
-from time_hub.recipe import RecipeError, help_text, parse
+from time_hub.recipe import parse_command
 
 logger = logging.getLogger(__name__)
 SELECTION_FILE = "selection.json"
@@ -138,16 +137,10 @@ def copy_checkpoint(source: Path, target: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or "-h" in argv or "--help" in argv:
-        print(help_text("time-hub select", __doc__.strip().splitlines()[0], (SelectArguments,)))
-        return 0
-    if argv and not argv[0].startswith("--"):  # `time-hub select RUN_DIR ...`
-        argv = ["--run_dir", *argv]
-    try:
-        ((args,), _) = parse((SelectArguments,), argv)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    parsed = parse_command("time-hub select", __doc__.strip().splitlines()[0], (SelectArguments,), argv, "run_dir")
+    if isinstance(parsed, int):
+        return parsed
+    ((args,), _) = parsed
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     report = select(args)
     best, rand = report["best"], report["random_init"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding, TrainerCallback, set_seed
@@ -19,7 +18,7 @@ from time_hub.distill.data import CorpusArguments, build_corpus
 from time_hub.distill.student import StudentArguments, build_student, count_parameters
 from time_hub.distill.trainer import DistillationTrainer, load_teacher
 from time_hub.publish.callback import CardDataCallback
-from time_hub.recipe import RecipeError, help_text, parse
+from time_hub.recipe import parse_command
 
 logger = logging.getLogger(__name__)
 DATACLASSES = (DistillationConfig, StudentArguments, CorpusArguments)
@@ -77,14 +76,12 @@ def distill(
 
 
 def main(argv: list[str]) -> int:
-    if not argv or "-h" in argv or "--help" in argv:
-        print(help_text("time-hub distill", "Distill a student from a frozen teacher (MiniLMv2).", DATACLASSES))
-        return 0
-    try:
-        (args, student_args, corpus_args), recipe = parse(DATACLASSES, argv)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    parsed = parse_command(
+        "time-hub distill", "Distill a student from a frozen teacher (MiniLMv2).", DATACLASSES, argv
+    )
+    if isinstance(parsed, int):
+        return parsed
+    (args, student_args, corpus_args), recipe = parsed
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     trainer = distill(args, student_args, corpus_args, recipe)
     print(f"student saved to {trainer.args.output_dir} after {trainer.state.global_step} steps")

@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from time_hub.publish.card import CardInputs, write_card
-from time_hub.recipe import RecipeError, help_text, parse
+from time_hub.recipe import parse_command
 
 logger = logging.getLogger(__name__)
 # Files of a model folder that belong in its Hub repository (training state, optimizer and args do not).
@@ -243,16 +243,10 @@ def publish(args: PublishArguments) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or "-h" in argv or "--help" in argv:
-        print(help_text("time-hub publish", __doc__.strip().splitlines()[0], (PublishArguments,)))
-        return 0
-    if not argv[0].startswith("--"):
-        argv = ["--run_dir", *argv]
-    try:
-        ((args,), _) = parse((PublishArguments,), argv)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    parsed = parse_command("time-hub publish", __doc__.strip().splitlines()[0], (PublishArguments,), argv, "run_dir")
+    if isinstance(parsed, int):
+        return parsed
+    ((args,), _) = parsed
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         report = publish(args)
