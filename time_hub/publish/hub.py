@@ -19,6 +19,8 @@ import logging
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -133,20 +135,28 @@ def stage(args: PublishArguments) -> tuple[Path, str]:
     if "auto_map" in config:
         raise PublishError(f"{model_dir}/config.json has auto_map: students must load without trust_remote_code")
     target = Path(args.run_dir) / "publish" / inputs.repo_id.split("/")[1]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
+    with staged_folder(target) as tmp:
         for pattern in MODEL_FILES:
             for path in model_dir.glob(pattern):
                 shutil.copyfile(path, tmp / path.name)
         write_card(inputs, tmp)
+    return target, inputs.repo_id
+
+
+@contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """A temp folder beside `target` that replaces it when the block succeeds and is removed when it fails, so a
+    failed build never leaves a half-written repository folder."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        yield tmp
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target, inputs.repo_id
 
 
 def listing(folder: Path) -> list[tuple[str, int]]:

@@ -33,7 +33,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,9 +203,9 @@ def stage(models_file: str | Path, target: Path) -> Path:
         for entry in sizes.values():
             if isinstance(entry["bench"], str):
                 entry["bench"] = load_bench(entry["bench"])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
+    from time_hub.publish.hub import staged_folder
+
+    with staged_folder(target) as tmp:
         for name in STAGED:
             shutil.copyfile(SPACE_DIR / name, tmp / name)
         _set_models(tmp / "README.md", ids)
@@ -216,12 +215,6 @@ def stage(models_file: str | Path, target: Path) -> Path:
                 copy = tmp / "time_hub" / source.relative_to(PACKAGE_DIR)
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, copy)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
