@@ -54,6 +54,18 @@ def training_args(out: Path, epochs: int, batch: int, lr: float, seed: int) -> T
     )
 
 
+def prepare_data(work: Path, ner_train_sentences: int) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
+    """(train, eval) files of UD (an 80/20 split of da/dev.conllu) and NER (the first sentences of train.iob2, and
+    dev.iob2), written under `work`."""
+    work.mkdir(parents=True, exist_ok=True)
+    ud_train, ud_eval = work / "ud-da-train.conllu", work / "ud-da-eval.conllu"
+    split_conllu_file(SHARED / "data/ud/da/dev.conllu", ud_train, ud_eval, eval_fraction=0.2)
+    ner_train = work / "ner-da-train.iob2"
+    blocks = (SHARED / "data/ner/da/train.iob2").read_text(encoding="utf-8").split("\n\n")
+    ner_train.write_text("\n\n".join(blocks[:ner_train_sentences]).strip() + "\n\n", encoding="utf-8")
+    return (ud_train, ud_eval), (ner_train, SHARED / "data/ner/da/dev.iob2")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", type=Path, default=SHARED / "teachers" / "me5-small")
@@ -68,13 +80,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     opts = parser.parse_args()
 
-    opts.work.mkdir(parents=True, exist_ok=True)
-    ud_train, ud_eval = opts.work / "ud-da-train.conllu", opts.work / "ud-da-eval.conllu"
-    split_conllu_file(SHARED / "data/ud/da/dev.conllu", ud_train, ud_eval, eval_fraction=0.2)
-    ner_train = opts.work / "ner-da-train.iob2"
-    blocks = (SHARED / "data/ner/da/train.iob2").read_text(encoding="utf-8").split("\n\n")
-    ner_train.write_text("\n\n".join(blocks[: opts.ner_train_sentences]).strip() + "\n\n", encoding="utf-8")
-    ner_dev = SHARED / "data/ner/da/dev.iob2"
+    (ud_train, ud_eval), (ner_train, ner_dev) = prepare_data(opts.work, opts.ner_train_sentences)
 
     models = {
         "teacher": opts.teacher,

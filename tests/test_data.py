@@ -44,6 +44,19 @@ def test_holdout_lines_are_not_trained_on_and_counts_are_logged(tmp_path, tokeni
     assert len(build_validation(args, tokenizer)) == len(heldout)
 
 
+def test_shards_split_the_training_lines_and_share_the_held_out_text(tmp_path, tokenizer, da_lines):
+    path = tmp_path / "da.txt"
+    path.write_text("\n".join(da_lines[:40]) + "\n", encoding="utf-8")
+    common = dict(train_files=[str(path)], validation_holdout_lines=4, max_seq_length=512, packing=False)
+    shards = [build_corpus(CorpusArguments(**common, num_shards=3, shard_index=i), tokenizer) for i in range(3)]
+    texts = [[tokenizer.decode(s[1:-1]) for s in train["input_ids"]] for train, _ in shards]
+    assert [len(t) for t in texts] == [12, 12, 12]  # lines 4..39, every third
+    assert texts[1][0] == tokenizer.decode(tokenizer(da_lines[5], add_special_tokens=False)["input_ids"])
+    assert all(held["input_ids"] == shards[0][1]["input_ids"] for _, held in shards)
+    with pytest.raises(ValueError, match="0 <= shard_index < num_shards"):
+        CorpusArguments(**common, num_shards=2, shard_index=2)
+
+
 def test_corpus_argument_errors():
     with pytest.raises(ValueError, match="set train_files"):
         CorpusArguments()

@@ -41,6 +41,10 @@ class CorpusArguments:
     max_seq_length: int = field(default=128, metadata={"help": "Tokens per sequence, special tokens included."})
     packing: bool = field(default=True, metadata={"help": "Pack short lines into full sequences (split by </s>)."})
     max_validation_sequences: int = field(default=512, metadata={"help": "Cap on held-out sequences."})
+    num_shards: int = field(
+        default=1, metadata={"help": "Train on every num_shards-th line only (e.g. committee members on disjoint data)."}
+    )
+    shard_index: int = field(default=0, metadata={"help": "Which shard (0-based): lines shard_index, +num_shards, ..."})
 
     def __post_init__(self):
         if not self.train_files and not self.dataset_name:
@@ -51,6 +55,8 @@ class CorpusArguments:
             raise ValueError("validation_holdout_lines must be >= 0")
         if self.validation_holdout_lines and not self.train_files:
             raise ValueError("validation_holdout_lines needs train_files")
+        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(f"need 0 <= shard_index < num_shards, got {self.shard_index} and {self.num_shards}")
 
 
 def read_lines(path: str, skipped: Counter) -> Iterator[str]:
@@ -119,6 +125,7 @@ def build_corpus(
     skipped: Counter = Counter()
     if args.train_files:
         lines = itertools.islice(_train_lines(args, skipped), args.validation_holdout_lines, None)
+        lines = itertools.islice(lines, args.shard_index, None, args.num_shards)
         train_ids = list(token_sequences(lines, tokenizer, args.max_seq_length, args.packing))
         _log_skipped(", ".join(args.train_files), skipped)
         if not train_ids:
@@ -129,6 +136,7 @@ def build_corpus(
 
         def stream():
             texts = hub_texts(args.dataset_name, args.dataset_config, args.dataset_split, args.text_column, skipped)
+            texts = itertools.islice(texts, args.shard_index, None, args.num_shards)
             for ids in token_sequences(texts, tokenizer, args.max_seq_length, args.packing):
                 yield {"input_ids": ids}
             _log_skipped(args.dataset_name, skipped)

@@ -21,6 +21,7 @@ from typing import Literal
 from transformers import TrainingArguments
 
 from time_hub.recipe import RecipeError, help_text, parse
+from time_hub.tasks import committee
 from time_hub.tasks.results import TaskResults
 
 Task = Literal["ud", "ner", "qa"]
@@ -48,9 +49,18 @@ class FinetuneArguments:
     doc_stride: int | None = field(default=None, metadata={"help": "qa: overlap of context windows, in subwords"})
     max_answer_length: int | None = field(default=None, metadata={"help": "qa: longest answer span, in subwords"})
     n_best: int | None = field(default=None, metadata={"help": "qa: start/end candidates per window"})
+    committee: int | None = field(
+        default=None,
+        metadata={
+            "help": "fine-tune a soft committee of N students whose logits are averaged; model must name member i "
+            "with {i}, e.g. runs/committee-da/member-{i}/best (time_hub.tasks.committee)"
+        },
+    )
 
     def __post_init__(self):
         _check_task_options(self, QA_OPTIONS)
+        if self.committee is not None:
+            committee.member_sources(self.model, self.committee)
 
 
 @dataclass
@@ -101,7 +111,8 @@ def _setup_logging() -> None:
 
 
 def finetune_main(argv: list[str]) -> int:
-    """`time-hub finetune --task ud|ner|qa --model M --train F [--dev F] --output_dir D [--config R] [--key v]`."""
+    """`time-hub finetune --task ud|ner|qa --model M --train F [--dev F] --output_dir D [--committee N] [--config R]
+    [--key v]`."""
     if not argv or "-h" in argv or "--help" in argv:
         description = "Fine-tune an encoder on a task; save the best model and results.json in output_dir."
         print(help_text("time-hub finetune", description, (FinetuneArguments, TrainingArguments)))
@@ -114,9 +125,26 @@ def finetune_main(argv: list[str]) -> int:
     _setup_logging()
     options = _set(args, ("max_length", "early_stopping_patience", "head_learning_rate", *QA_OPTIONS))
     try:
-        results = _task_module(args.task).finetune(
-            args.model, args.train, args.dev, training_args.output_dir, training_args, **options
-        )
+        if args.committee is None:
+            results = _task_module(args.task).finetune(
+                args.model, args.train, args.dev, training_args.output_dir, training_args, **options
+            )
+        else:
+            evaluate_options = {k: v for k, v in options.items() if args.task in EVALUATE_OPTIONS.get(k, ())}
+            if args.task == "ner":  # ner.finetune scores with evaluate's own max_length (the model's), not training's
+                evaluate_options.pop("max_length", None)
+            results = committee.finetune(
+                args.task,
+                _task_module(args.task),
+                args.model,
+                args.committee,
+                args.train,
+                args.dev,
+                training_args.output_dir,
+                training_args,
+                evaluate_options,
+                **options,
+            )
     except (ValueError, OSError) as e:  # bad data or paths: the message names the file and line or key
         logger.debug("finetune failed", exc_info=True)
         print(f"error: {e}", file=sys.stderr)

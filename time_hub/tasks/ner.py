@@ -35,6 +35,7 @@ from transformers import (
     set_seed,
 )
 
+from time_hub.tasks import committee
 from time_hub.tasks.results import TaskResults
 from time_hub.tasks.training import (
     HUB_SPLITS,
@@ -307,6 +308,10 @@ def write_predictions(path: str | Path, sentences: list[NerSentence], predicted:
             f.write("\n")
 
 
+def _load_tagger(model_dir: Path):
+    return AutoModelForTokenClassification.from_pretrained(model_dir, dtype=torch.float32)
+
+
 def evaluate(
     model_dir: str,
     data_file: str,
@@ -315,14 +320,14 @@ def evaluate(
     predictions_file: str | None = None,
     max_length: int | None = None,
 ) -> TaskResults:
-    """Score a saved token-classification model on an IOB2 file (or Hub dataset), entity level.
+    """Score a saved token-classification model (or committee folder) on an IOB2 file (or Hub dataset), entity level.
 
     `max_length` defaults to what the model accepts (at most 512 subwords), so only very long sentences truncate.
     """
     sentences = load_ner(data_file, split)
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForTokenClassification.from_pretrained(model_dir, dtype=torch.float32)
+    model = committee.load(model_dir, _load_tagger, committee.LogitsCommittee)
     max_length = max_length or min(tokenizer.model_max_length, model.config.max_position_embeddings, 512)
     dataset, firsts = encode(sentences, tokenizer, model.config.label2id, max_length)
     collator = DataCollatorForTokenClassification(tokenizer)

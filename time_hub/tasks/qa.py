@@ -32,6 +32,7 @@ from transformers import (
     set_seed,
 )
 
+from time_hub.tasks import committee
 from time_hub.tasks.results import TaskResults
 from time_hub.tasks.squad_metric import squad_scores
 from time_hub.tasks.training import (
@@ -333,6 +334,10 @@ def finetune(
     return results
 
 
+def _load_reader(model_dir: Path):
+    return AutoModelForQuestionAnswering.from_pretrained(model_dir, dtype=torch.float32)
+
+
 def evaluate(
     model_dir: str,
     data_file: str,
@@ -344,11 +349,11 @@ def evaluate(
     max_answer_length: int = 30,
     n_best: int = 20,
 ) -> TaskResults:
-    """SQuAD v1.1 EM/F1 of a saved QA model; `predictions_file` gets the official `{id: answer}` JSON."""
+    """SQuAD v1.1 EM/F1 of a saved QA model or committee folder; `predictions_file`: the official {id: answer} JSON."""
     examples = load_squad(data_file, split)
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForQuestionAnswering.from_pretrained(model_dir, dtype=torch.float32)
+    model = committee.load(model_dir, _load_reader, committee.LogitsCommittee)
     features = make_features(examples, tokenizer, max_length, doc_stride)
     start_logits, end_logits = _window_logits(model, tokenizer, features, batch_size)
     answers = decode_answers(examples, features, start_logits, end_logits, n_best, max_answer_length)

@@ -26,6 +26,8 @@ from transformers import (
     set_seed,
 )
 
+from time_hub.tasks import committee
+from time_hub.tasks.committee import UDCommittee
 from time_hub.tasks.conllu import Sentence, read_conllu, resolve_conllu, write_conllu
 from time_hub.tasks.results import TaskResults
 from time_hub.tasks.training import TaskTrainer, dev_selection_args
@@ -127,9 +129,9 @@ def finetune(
     return results
 
 
-def load_ud_model(model_dir: str | Path) -> tuple[UDModel, PreTrainedTokenizerBase]:
-    """A fine-tuned model (eval mode, on GPU when available) and its tokenizer."""
-    model = UDModel.from_pretrained(model_dir)
+def load_ud_model(model_dir: str | Path) -> tuple[UDModel | UDCommittee, PreTrainedTokenizerBase]:
+    """A fine-tuned model or committee (eval mode, on GPU when available) and its tokenizer."""
+    model = committee.load(model_dir, UDModel.from_pretrained, committee.UDCommittee)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     return model, AutoTokenizer.from_pretrained(model_dir)
 

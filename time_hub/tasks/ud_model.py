@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import safetensors.torch
@@ -44,6 +45,9 @@ from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from time_hub.tasks.conllu import Sentence, replace_columns
 from time_hub.tasks.lemma_rules import apply_rule, lemma_rule
 from time_hub.tasks.ud_parser import decode_tree
+
+if TYPE_CHECKING:
+    from time_hub.tasks.committee import UDCommittee
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +290,9 @@ class UDCollator:
         return batch
 
 
-def _decode_batch(model: UDModel, batch: dict[str, torch.Tensor], sentences: Sequence[Sentence]) -> list[Sentence]:
+def _decode_batch(
+    model: UDModel | UDCommittee, batch: dict[str, torch.Tensor], sentences: Sequence[Sentence]
+) -> list[Sentence]:
     """Predicted sentences for one batch: argmax tags, lemma rules, tree decoding, deprels on the decoded heads."""
     labels = model.labels
     words = model.word_vectors(batch["input_ids"], batch["attention_mask"], batch["word_starts"])
@@ -299,7 +305,7 @@ def _decode_batch(model: UDModel, batch: dict[str, torch.Tensor], sentences: Seq
         scores[:, 1:] = arc_logp[b, :m, : m + 1].T  # scores[h, d]
         scores[~np.isfinite(scores)] = 0.0  # self-loops; decode_tree excludes them anyway
         heads[b, :m] = torch.from_numpy(decode_tree(scores))
-    rel_logits = model.deprel_logits(words, heads.to(words.device))
+    rel_logits = model.deprel_logits(words, heads.to(batch["input_ids"].device))
     root = labels.deprel.index("root") if "root" in labels.deprel else None
     if root is not None:  # "root" exactly for the word attached to node 0
         is_root = (heads == 0).to(rel_logits.device).unsqueeze(-1)
@@ -327,7 +333,10 @@ def _decode_batch(model: UDModel, batch: dict[str, torch.Tensor], sentences: Seq
 
 @torch.no_grad()
 def predict(
-    model: UDModel, tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sentence], batch_size: int = 32
+    model: UDModel | UDCommittee,
+    tokenizer: PreTrainedTokenizerBase,
+    sentences: Sequence[Sentence],
+    batch_size: int = 32,
 ) -> tuple[list[Sentence], int]:
     """Predicted copies of `sentences` (UPOS, XPOS, FEATS, LEMMA, HEAD, DEPREL replaced) and the truncated-word count.
 
