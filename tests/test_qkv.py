@@ -1,9 +1,11 @@
 import copy
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import (
+    AutoConfig,
     AutoModel,
     BertConfig,
     DebertaV2Config,
@@ -16,9 +18,10 @@ from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_
 
 from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments
-from time_hub.distill.qkv import QKVCapture, adapter_for, encoder_layers, truncate_after
+from time_hub.distill.qkv import QKVCapture, adapter_for, encoder_layers, model_family, truncate_after
 from time_hub.distill.relations import minilm_relation_loss
-from time_hub.distill.student import StudentArguments, student_config
+from time_hub.distill.select import SelectArguments, select
+from time_hub.distill.student import StudentArguments, build_student, student_config
 from time_hub.distill.train import distill
 
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64)
@@ -43,10 +46,24 @@ CONFIGS = {
     ),
 }
 PROJECTED = sorted(set(CONFIGS) - {"modernbert"})  # families whose Q/K/V are plain per-projection outputs
+# LTG-BERT's remote code (vendored from HPLT-BERT) and a tiny config.json with auto_map: 3 layers, hidden 32, 4 heads,
+# 8 relative-position buckets, vocabulary 99.
+LTGBERT = Path(__file__).parent / "fixtures" / "ltgbert"
+
+
+def _ltgbert(**overrides):
+    """A tiny LTG-BERT built from the vendored remote code, as `trust_remote_code=True` builds the real one."""
+    config = AutoConfig.from_pretrained(LTGBERT, trust_remote_code=True, **overrides)
+    model = AutoModel.from_config(config, trust_remote_code=True)
+    with torch.no_grad():  # the wrapper leaves this table as torch.empty, for a checkpoint to fill
+        torch.nn.init.trunc_normal_(model.embedding.relative_embedding, std=0.1)
+    return model.eval()
 
 
 def _model(name):
     torch.manual_seed(0)
+    if name == "ltgbert":
+        return _ltgbert()
     return AutoModel.from_config(copy.deepcopy(CONFIGS[name])).eval()
 
 
@@ -72,7 +89,7 @@ def test_hooked_qkv_equal_manual_projection_of_layer_input(name, layer):
         torch.testing.assert_close(got, target.get_submodule(path)(hidden))
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", [*sorted(CONFIGS), "ltgbert"])
 def test_truncated_model_gives_the_same_qkv_and_never_runs_upper_layers(name):
     model = _model(name)
     ids, mask = _inputs()
@@ -110,7 +127,7 @@ def test_capture_is_fresh_on_every_forward_and_keeps_the_graph():
 
 def test_unsupported_architecture_and_bad_layer_are_clear_errors():
     model = AutoModel.from_config(DistilBertConfig(vocab_size=99, dim=32, n_layers=1, n_heads=4, hidden_dim=64))
-    supported = "bert, deberta-v2, modernbert, roberta, xlm-roberta"
+    supported = "bert, deberta-v2, ltgbert, modernbert, roberta, xlm-roberta"
     with pytest.raises(ValueError, match=f"model_type='distilbert'.*{supported}"):
         QKVCapture(model, 1)
     with pytest.raises(ValueError, match="layer 4 is out of range: the model has 3 layers"):
@@ -262,7 +279,7 @@ def test_distillation_runs_from_a_modernbert_teacher(tmp_path, tokenizer, da_lin
         disable_tqdm=True,
     )
     corpus = CorpusArguments(train_files=[str(text)], validation_holdout_lines=4, max_seq_length=24)
-    trainer = distill(args, StudentArguments("L2-H32-A2"), corpus)
+    trainer = distill(args, StudentArguments("L2-H32-A2"), corpus, recipe={"max_seq_length": 24})
     assert trainer.state.global_step == 2 and trainer.model.config.model_type == "bert"
     assert trainer.teacher.config.model_type == "modernbert" and trainer.distillation_settings["teacher_layer"] == 3
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
@@ -270,3 +287,98 @@ def test_distillation_runs_from_a_modernbert_teacher(tmp_path, tokenizer, da_lin
     for entry in logged:
         assert all(math.isfinite(entry[name]) and entry[name] > 0 for name in ("loss", "qq", "kk", "vv"))
     assert AutoModel.from_pretrained(tmp_path / "run").config.model_type == "bert"
+
+
+def _distill_args(tmp_path, teacher, **overrides):
+    values = dict(
+        output_dir=str(tmp_path / "run"),
+        teacher_name_or_path=str(teacher),
+        num_relation_heads=8,
+        max_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        save_strategy="no",
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
+    return DistillationConfig(**{**values, **overrides})
+
+
+@pytest.mark.parametrize("layer", [1, 3])
+def test_ltgbert_qkv_are_the_content_projections_of_the_pre_layernormed_input_batch_first(layer):
+    model = _model("ltgbert")
+    attention = encoder_layers(model)[layer - 1].attention
+    calls = []
+    attention.in_proj_qk.register_forward_hook(lambda module, args, output: calls.append(args[0].shape))
+    capture, hidden, _, _ = _layer_input(model, layer)
+    assert hidden.shape == (7, 2, 32)  # LTG-BERT keeps hidden states sequence-first
+    # in_proj_qk runs twice: on the content, then on the (2 * 8 - 1) relative-position embeddings; the first is kept.
+    assert calls == [(7, 2, 32), (15, 32)]
+    with torch.no_grad():
+        normed = attention.pre_layer_norm(hidden)
+        q, k = attention.in_proj_qk(normed).chunk(2, dim=-1)
+        v = attention.in_proj_v(normed)
+    for got, want in zip(capture.qkv, (q, k, v)):
+        assert got.shape == (2, 7, 32)
+        torch.testing.assert_close(got, want.transpose(0, 1))
+
+
+def test_ltgbert_family_is_recognised_whatever_model_type_its_config_declares(tokenizer):
+    config = AutoConfig.from_pretrained(LTGBERT, trust_remote_code=True, vocab_size=len(tokenizer))
+    assert config.model_type == "" and not hasattr(config, "type_vocab_size")  # HPLT's LtgbertConfig
+    for declared in ("", "bert"):  # LTG's own LtgBertConfig declares "bert"
+        config.model_type = declared
+        assert model_family(config) == "ltgbert"
+        student = student_config(config, tokenizer, "L2-H32-A2")
+        assert student.model_type == "bert" and student.num_hidden_layers == 2
+        assert student.vocab_size == len(tokenizer) and student.pad_token_id == tokenizer.pad_token_id
+        assert (student.bos_token_id, student.eos_token_id) == (tokenizer.bos_token_id, tokenizer.eos_token_id)
+        assert student.max_position_embeddings == min(64, tokenizer.model_max_length)
+        assert student.type_vocab_size == 1 and student.layer_norm_eps == config.layer_norm_eps
+    with pytest.raises(ValueError, match=r"teacher of the student's family \(bert\), got ltgbert"):
+        build_student(config, tokenizer, "L2-H32-A2", init="teacher", teacher=_model("ltgbert"))
+
+
+def test_ltgbert_relation_loss_backpropagates_to_a_bert_student(tokenizer):
+    teacher = _model("ltgbert")
+    student = build_student(teacher.config, tokenizer, "L2-H32-A2", seed=0)
+    teacher_qkv, student_qkv = QKVCapture(teacher, 3), QKVCapture(student.train(), 2)
+    ids, mask = _inputs()
+    with torch.no_grad():
+        teacher(input_ids=ids, attention_mask=mask)
+    student(input_ids=ids, attention_mask=mask)
+    losses = minilm_relation_loss(teacher_qkv.qkv, student_qkv.qkv, mask, num_relation_heads=8)
+    assert all(math.isfinite(losses[name].item()) and losses[name] > 0 for name in ("loss", "qq", "kk", "vv"))
+    losses["loss"].backward()
+    assert encoder_layers(student)[1].attention.self.query.weight.grad.abs().sum() > 0
+
+
+def test_distillation_runs_from_an_ltgbert_teacher_only_with_trust_remote_code(tmp_path, tokenizer, da_lines):
+    torch.manual_seed(0)
+    _ltgbert(vocab_size=len(tokenizer)).save_pretrained(tmp_path / "teacher")  # writes the remote code alongside
+    tokenizer.save_pretrained(tmp_path / "teacher")
+    text = tmp_path / "da.txt"
+    text.write_text("\n".join(da_lines[:40]) + "\n", encoding="utf-8")
+    corpus = CorpusArguments(train_files=[str(text)], validation_holdout_lines=4, max_seq_length=24)
+    with pytest.raises(ValueError, match="LTG-BERT-family.*set teacher_trust_remote_code: true"):
+        distill(_distill_args(tmp_path, tmp_path / "teacher"), StudentArguments("L2-H32-A2"), corpus)
+
+    args = _distill_args(tmp_path, tmp_path / "teacher", teacher_trust_remote_code=True, save_strategy="steps",
+                         save_steps=1)  # fmt: skip
+    trainer = distill(args, StudentArguments("L2-H32-A2"), corpus, recipe={"max_seq_length": 24})
+    assert trainer.state.global_step == 2 and trainer.model.config.model_type == "bert"
+    assert model_family(trainer.teacher.config) == "ltgbert" and type(trainer.teacher).__name__ == "LtgbertModel"
+    assert trainer.distillation_settings["teacher_layer"] == 3
+    assert trainer.distillation_settings["teacher_trust_remote_code"] is True
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2
+    for entry in logged:
+        assert all(math.isfinite(entry[name]) and entry[name] > 0 for name in ("loss", "qq", "kk", "vv"))
+    student = AutoModel.from_pretrained(tmp_path / "run")  # a stock BERT: no remote code
+    assert student.config.model_type == "bert" and not hasattr(student.config, "auto_map")
+    # `time-hub select` loads the teacher the same way (the setting travels in distillation.json)
+    selection = select(SelectArguments(str(tmp_path / "run"), validation_files=[str(text)], use_cpu=True))
+    assert len(selection["checkpoints"]) == 2 and (tmp_path / "run" / "best" / "config.json").is_file()

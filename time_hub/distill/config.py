@@ -39,6 +39,15 @@ class DistillationConfig(TrainingArguments):
     teacher_dtype: str = field(
         default="float32", metadata={"help": f"Teacher weights dtype: {', '.join(TEACHER_DTYPES)}."}
     )
+    # TrainingArguments has no trust_remote_code (transformers 5.x); this one is the teacher's only: the student is
+    # always a stock architecture.
+    teacher_trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the teacher's own modeling code (its config.json has auto_map), as LTG-BERT, HPLT-BERT and "
+            "NorBERT3 need. Only for teachers whose code you trust: it runs on this machine."
+        },
+    )
     # Changed default: the collator builds attention masks for both models; never drop columns.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: inputs feed two models."})
     # Changed default: the model card reports the (non-padding) tokens a student has seen.
@@ -94,7 +103,7 @@ class DistillationConfig(TrainingArguments):
                     f"{who} hidden size {config.hidden_size} is not divisible by num_relation_heads={heads}: "
                     "choose a common divisor of both hidden sizes"
                 )
-        return {
+        settings = {
             "teacher": self.teacher_name_or_path,
             "teacher_layer": teacher_layer,
             "student_layer": student_layer,
@@ -102,3 +111,6 @@ class DistillationConfig(TrainingArguments):
             "relations": list(self.relations),
             "teacher_dtype": self.teacher_dtype,
         }
+        if self.teacher_trust_remote_code:  # only then, so that the settings of stock teachers stay as they were
+            settings["teacher_trust_remote_code"] = True
+        return settings

@@ -42,9 +42,12 @@ class CorpusArguments:
     packing: bool = field(default=True, metadata={"help": "Pack short lines into full sequences (split by </s>)."})
     max_validation_sequences: int = field(default=512, metadata={"help": "Cap on held-out sequences."})
     num_shards: int = field(
-        default=1, metadata={"help": "Train on every num_shards-th line only (e.g. committee members on disjoint data)."}
+        default=1,
+        metadata={"help": "Train on every num_shards-th line only (e.g. committee members on disjoint data)."},
     )
-    shard_index: int = field(default=0, metadata={"help": "Which shard (0-based): lines shard_index, +num_shards, ..."})
+    shard_index: int = field(
+        default=0, metadata={"help": "Which shard (0-based): lines shard_index, +num_shards, ..."}
+    )
 
     def __post_init__(self):
         if not self.train_files and not self.dataset_name:

@@ -10,6 +10,12 @@ Position information differs by family:
   projections.
 - DeBERTa-v2/v3 (relative positions): the content projections, i.e. Q and K *before* the disentangled
   relative-position terms are added to the scores (the MiniLMv2/TiME relative -> absolute-student case).
+- LTG-BERT, HPLT-BERT, NorBERT3 (relative positions; remote code, loaded with `trust_remote_code=True`): the same
+  relative -> absolute case. One fused `in_proj_qk` (split into Q | K) and `in_proj_v`, applied to the layer's
+  pre-attention LayerNorm output; the models keep hidden states sequence-first, so the captured tensors are
+  transposed to `(batch, seq, hidden)`. `in_proj_qk` is applied a second time, later in the layer, to the
+  relative-position embeddings; only the first (content) call is kept. Their configs declare no model_type of
+  their own ("" or "bert"), so the family is recognised by its `position_bucket_size` field (`model_family`).
 - ModernBERT (rotary positions): one fused `Wqkv` projection, split into Q, K, V, and Q and K *after* the rotary
   embedding, rotated per attention head with the model's own `apply_rotary_pos_emb` and the very `(cos, sin)` the
   layer received (its `position_embeddings` keyword: the layer type's base, global or local/sliding-window, at the
@@ -50,7 +56,8 @@ class QKVPaths:
 
     A projection named for several of query/key/value is fused: its output is split into equal parts along the last
     dimension, in query, key, value order. With `rotary`, a pre-hook on the `attention` module keeps the keyword
-    arguments of its call and `rotary` turns the projected Q and K into the ones attention uses.
+    arguments of its call and `rotary` turns the projected Q and K into the ones attention uses. With `seq_first`,
+    the projections give `(seq, batch, features)`, transposed to `(batch, seq, features)`.
     """
 
     layers: str
@@ -59,6 +66,7 @@ class QKVPaths:
     value: str
     attention: str | None = None
     rotary: Rotary | None = None
+    seq_first: bool = False
 
 
 _BERT_LIKE = QKVPaths("encoder.layer", "attention.self.query", "attention.self.key", "attention.self.value")
@@ -89,17 +97,37 @@ def _pair_rotary_dims(x: torch.Tensor) -> torch.Tensor:
 
 # ModernBERT: Q and K after the rotary embedding, rotary pairs adjacent (module docstring); `Wqkv` is (q | k | v).
 _MODERNBERT = QKVPaths("layers", "attn.Wqkv", "attn.Wqkv", "attn.Wqkv", attention="attn", rotary=_modernbert_rotary)
+# LTG-BERT/HPLT-BERT/NorBERT3: `in_proj_qk` is (q | k) of the pre-LayerNormed (seq, batch, hidden) input; its second
+# call, on the relative-position embeddings, comes after the content call and is ignored (first call wins).
+_LTGBERT = QKVPaths(
+    "transformer.layers", "attention.in_proj_qk", "attention.in_proj_qk", "attention.in_proj_v", seq_first=True
+)
 ADAPTERS: dict[str, QKVPaths] = {
     "bert": _BERT_LIKE,
     "roberta": _BERT_LIKE,
     "xlm-roberta": _BERT_LIKE,
     "deberta-v2": _DEBERTA,
     "modernbert": _MODERNBERT,
+    "ltgbert": _LTGBERT,
 }
 
 
+def model_family(config) -> str | None:
+    """The architecture family of a config: its model_type, or "ltgbert" for LTG-BERT/HPLT-BERT/NorBERT3.
+
+    Those ship their own config classes (remote code) that declare no model_type of their own: HPLT's LtgbertConfig
+    and NorBERT3's NorbertConfig leave it "", LTG's LtgBertConfig says "bert". All of them, and no transformers
+    config, have a `position_bucket_size` field (their relative-position buckets).
+    """
+    if config is None:
+        return None
+    if hasattr(config, "position_bucket_size"):
+        return "ltgbert"
+    return getattr(config, "model_type", None)
+
+
 def adapter_for(model: nn.Module) -> QKVPaths:
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    model_type = model_family(getattr(model, "config", None))
     if model_type not in ADAPTERS:
         raise ValueError(
             f"Q/K/V capture does not support model_type={model_type!r}; supported: {', '.join(sorted(ADAPTERS))}"
@@ -129,9 +157,10 @@ class QKVCapture:
     """Forward hooks that keep Q, K and V of layer `layer` (1-based) of `model` on each forward pass.
 
     Slots are cleared by a pre-hook on `model` itself, and within a forward pass the first call of each projection
-    wins (later calls, e.g. DeBERTa's relative-embedding projections or a gradient-checkpointing recomputation,
-    are ignored). Works unchanged when `model` is later wrapped by DDP, since the hooks sit on inner modules.
-    Fused projections are split, and rotary adapters rotate Q and K, when `qkv` is first read after a forward.
+    wins (later calls, e.g. DeBERTa's or LTG-BERT's relative-embedding projections or a gradient-checkpointing
+    recomputation, are ignored). Works unchanged when `model` is later wrapped by DDP, since the hooks sit on inner
+    modules. Fused projections are split, sequence-first outputs transposed, and rotary adapters rotate Q and K, when
+    `qkv` is first read after a forward.
     """
 
     def __init__(self, model: nn.Module, layer: int):
@@ -215,6 +244,8 @@ class QKVCapture:
             for path, output in self._raw.items()
         }
         q, k, v = (next(parts[path]) for path in slots)
+        if paths.seq_first:
+            q, k, v = (t.transpose(0, 1) for t in (q, k, v))
         if paths.rotary is not None:
             q, k = paths.rotary(self._attention, q, k, self._kwargs)
         return q, k, v

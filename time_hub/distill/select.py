@@ -66,6 +66,8 @@ def heldout_arguments(args: SelectArguments, run_dir: Path) -> CorpusArguments:
     values = {k: v for k, v in recipe.items() if k in names}
     if args.validation_files:
         values["validation_files"] = args.validation_files
+        if not values.get("train_files") and not values.get("dataset_name"):
+            values["train_files"] = args.validation_files  # CorpusArguments wants a training source; never read here
     if not values:
         raise ValueError(f"{run_dir}: no {RUN_CONFIG}; pass --validation_files")
     return CorpusArguments(**values)
@@ -84,6 +86,7 @@ def score(model, teacher, settings: dict, heldout, tokenizer, args: SelectArgume
         num_relation_heads=settings["num_relation_heads"],
         relations=settings["relations"],
         teacher_dtype=settings["teacher_dtype"],
+        teacher_trust_remote_code=settings.get("teacher_trust_remote_code", False),
     )
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
     trainer = DistillationTrainer(model, config, teacher_model=teacher, data_collator=collator)
@@ -101,7 +104,9 @@ def select(args: SelectArguments) -> dict:
             raise ValueError(f"{path}: distillation settings differ from {candidates[0]}; cannot compare losses")
     tokenizer = AutoTokenizer.from_pretrained(candidates[0])
     heldout = build_validation(heldout_arguments(args, run_dir), tokenizer)
-    teacher = load_teacher(settings["teacher"], settings["teacher_dtype"])
+    teacher = load_teacher(
+        settings["teacher"], settings["teacher_dtype"], settings.get("teacher_trust_remote_code", False)
+    )
     results = []
     with tempfile.TemporaryDirectory() as work_dir:
         for path in candidates:

@@ -23,6 +23,8 @@ from transformers import (
     XLMRobertaConfig,
 )
 
+from time_hub.distill.qkv import model_family
+
 logger = logging.getLogger(__name__)
 
 
@@ -88,13 +90,15 @@ class StudentArguments:
             raise ValueError(f"student_init must be 'random' or 'teacher', got {self.student_init!r}")
 
 
-# Teacher family -> stock student config class. Relative-position teachers (DeBERTa) get an absolute-position BERT.
+# Teacher family (`model_family`) -> stock student config class. Relative/rotary-position teachers (DeBERTa,
+# LTG-BERT, ModernBERT) get an absolute-position BERT.
 _FAMILY = {
     "xlm-roberta": XLMRobertaConfig,
     "roberta": RobertaConfig,
     "bert": BertConfig,
     "deberta-v2": BertConfig,
     "modernbert": BertConfig,
+    "ltgbert": BertConfig,
 }
 
 
@@ -103,14 +107,14 @@ def student_config(
 ) -> PretrainedConfig:
     """The config of a student of `shape` that shares the teacher's tokenizer and special ids."""
     shape = parse_shape(shape)
-    family = _FAMILY.get(teacher_config.model_type)
+    teacher_family = model_family(teacher_config)
+    family = _FAMILY.get(teacher_family)
     if family is None:
-        raise ValueError(
-            f"no student family for teacher model_type={teacher_config.model_type!r}; known: {sorted(_FAMILY)}"
-        )
+        raise ValueError(f"no student family for teacher model_type={teacher_family!r}; known: {sorted(_FAMILY)}")
     vocab_size = max(len(tokenizer), teacher_config.vocab_size)
-    positions = teacher_config.max_position_embeddings
-    if family is BertConfig and teacher_config.model_type != "bert":
+    positions = getattr(teacher_config, "max_position_embeddings", None) or tokenizer.model_max_length
+    if family is BertConfig and teacher_family != "bert":
+        # A relative/rotary teacher has no absolute position table to match: the tokenizer bounds the student's.
         positions = min(positions, tokenizer.model_max_length)
     ids = {
         "pad_token_id": tokenizer.pad_token_id,
@@ -158,10 +162,10 @@ def build_student(
 def copy_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel) -> list[str]:
     """Copy every embedding/layer tensor whose name and shape agree; student layer i takes teacher layer
     round((i + 1) * L_t / L_s) - 1 (evenly spaced, ending at the top layer). Returns the copied names."""
-    if teacher.config.model_type != student.config.model_type:
+    teacher_family, student_family = model_family(teacher.config), model_family(student.config)
+    if teacher_family != student_family:
         raise ValueError(
-            f"student_init='teacher' needs a teacher of the student's family ({student.config.model_type}), "
-            f"got {teacher.config.model_type}"
+            f"student_init='teacher' needs a teacher of the student's family ({student_family}), got {teacher_family}"
         )
     source = {k: v for k, v in teacher.base_model.state_dict().items()}
     n_t, n_s = teacher.config.num_hidden_layers, student.config.num_hidden_layers

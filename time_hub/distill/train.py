@@ -35,8 +35,10 @@ def distill(
 ) -> DistillationTrainer:
     """Build everything, train, save the final student to `args.output_dir`, and return the trainer."""
     set_seed(args.seed)
-    tokenizer = AutoTokenizer.from_pretrained(args.teacher_name_or_path)
-    teacher = load_teacher(args.teacher_name_or_path, args.teacher_dtype)
+    tokenizer = AutoTokenizer.from_pretrained(
+        args.teacher_name_or_path, trust_remote_code=args.teacher_trust_remote_code
+    )
+    teacher = load_teacher(args.teacher_name_or_path, args.teacher_dtype, args.teacher_trust_remote_code)
     if student_args.student_name_or_path:
         student = AutoModel.from_pretrained(student_args.student_name_or_path)
     else:
