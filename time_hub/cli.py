@@ -18,6 +18,7 @@ COMMANDS = {
     "publish": ("time_hub.publish.hub", "main", "stage a run as a Hub repository (card, plots, JSON) and push it"),
     "space": ("time_hub.publish.space", "main", "the Gradio Space: `space serve` locally, `space publish` to the Hub"),
     "trim-vocab": ("time_hub.compress.vocab", "main", "trim a model's vocabulary to what a language's corpus uses"),
+    "prune": ("time_hub.compress.prune", "main", "cut layers, heads, FFN, hidden dims by importance (student init)"),
     "export": ("time_hub.bench.export", "main", "export to ONNX (optionally int8), checked against PyTorch"),
 }
 
