@@ -254,41 +254,6 @@ def test_modernbert_teacher_gets_an_absolute_position_bert_student(tokenizer):
     assert config.type_vocab_size == 1
 
 
-def test_distillation_runs_from_a_modernbert_teacher(tmp_path, tokenizer, da_lines):
-    torch.manual_seed(0)
-    config = copy.deepcopy(CONFIGS["modernbert"])
-    config.vocab_size = len(tokenizer)
-    for name in ("pad", "bos", "eos", "cls", "sep"):
-        setattr(config, f"{name}_token_id", getattr(tokenizer, f"{name}_token_id"))
-    AutoModel.from_config(config).save_pretrained(tmp_path / "teacher")
-    tokenizer.save_pretrained(tmp_path / "teacher")
-    text = tmp_path / "da.txt"
-    text.write_text("\n".join(da_lines[:40]) + "\n", encoding="utf-8")
-    args = DistillationConfig(
-        output_dir=str(tmp_path / "run"),
-        teacher_name_or_path=str(tmp_path / "teacher"),
-        num_relation_heads=8,
-        max_steps=2,
-        per_device_train_batch_size=4,
-        learning_rate=1e-3,
-        save_strategy="no",
-        logging_steps=1,
-        report_to="none",
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
-    )
-    corpus = CorpusArguments(train_files=[str(text)], validation_holdout_lines=4, max_seq_length=24)
-    trainer = distill(args, StudentArguments("L2-H32-A2"), corpus, recipe={"max_seq_length": 24})
-    assert trainer.state.global_step == 2 and trainer.model.config.model_type == "bert"
-    assert trainer.teacher.config.model_type == "modernbert" and trainer.distillation_settings["teacher_layer"] == 3
-    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
-    assert len(logged) == 2
-    for entry in logged:
-        assert all(math.isfinite(entry[name]) and entry[name] > 0 for name in ("loss", "qq", "kk", "vv"))
-    assert AutoModel.from_pretrained(tmp_path / "run").config.model_type == "bert"
-
-
 def _distill_args(tmp_path, teacher, **overrides):
     values = dict(
         output_dir=str(tmp_path / "run"),
@@ -305,6 +270,27 @@ def _distill_args(tmp_path, teacher, **overrides):
         disable_tqdm=True,
     )
     return DistillationConfig(**{**values, **overrides})
+
+
+def test_distillation_runs_from_a_modernbert_teacher(tmp_path, tokenizer, da_lines):
+    torch.manual_seed(0)
+    config = copy.deepcopy(CONFIGS["modernbert"])
+    config.vocab_size = len(tokenizer)
+    for name in ("pad", "bos", "eos", "cls", "sep"):
+        setattr(config, f"{name}_token_id", getattr(tokenizer, f"{name}_token_id"))
+    AutoModel.from_config(config).save_pretrained(tmp_path / "teacher")
+    tokenizer.save_pretrained(tmp_path / "teacher")
+    text = tmp_path / "da.txt"
+    text.write_text("\n".join(da_lines[:40]) + "\n", encoding="utf-8")
+    corpus = CorpusArguments(train_files=[str(text)], validation_holdout_lines=4, max_seq_length=24)
+    trainer = distill(_distill_args(tmp_path, tmp_path / "teacher"), StudentArguments("L2-H32-A2"), corpus)
+    assert trainer.state.global_step == 2 and trainer.model.config.model_type == "bert"
+    assert trainer.teacher.config.model_type == "modernbert" and trainer.distillation_settings["teacher_layer"] == 3
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2
+    for entry in logged:
+        assert all(math.isfinite(entry[name]) and entry[name] > 0 for name in ("loss", "qq", "kk", "vv"))
+    assert AutoModel.from_pretrained(tmp_path / "run").config.model_type == "bert"
 
 
 @pytest.mark.parametrize("layer", [1, 3])
