@@ -124,6 +124,7 @@ def test_ud_committee(members, shared, tmp_path, tokenizer):
     assert results.task == "ud" and len(results.extra["members"]) == 2 and "LAS" in results.metrics
     model, _ = ud.load_ud_model(out)
     assert isinstance(model, committee.UDCommittee) and len(model.members) == 2
+    assert not any(m.training for m in model.modules())  # loaded for prediction: no dropout anywhere
 
     # averaged scores: tags and arcs are the members' mean; a committee of one model's copies predicts as it does
     member = UDModel.from_pretrained(out / "member-0")

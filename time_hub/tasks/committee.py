@@ -129,12 +129,13 @@ class UDCommittee(nn.Module):
 
 
 def load(model_dir: str | Path, load_one: Callable[[Path], nn.Module], committee: type[nn.Module]) -> nn.Module:
-    """`load_one(model_dir)`, or for a committee folder `committee([load_one(member) for each member])`."""
+    """`load_one(model_dir)`, or for a committee folder `committee([load_one(member) for each member])` in eval
+    mode."""
     dirs = member_dirs(model_dir)
     if dirs is None:
         return load_one(Path(model_dir))
     logger.info("%s: a committee of %d members", model_dir, len(dirs))
-    return committee([load_one(d) for d in dirs])
+    return committee([load_one(d) for d in dirs]).eval()
 
 
 def finetune(
