@@ -28,6 +28,9 @@ Task = Literal["ud", "ner", "qa"]
 # Options that only some tasks take -> those tasks.
 QA_OPTIONS = dict.fromkeys(("doc_stride", "max_answer_length", "n_best"), ("qa",))
 EVALUATE_OPTIONS = QA_OPTIONS | {"max_length": ("ner", "qa")}
+# Options that a task's finetune also passes to its final evaluate (a committee is scored the same way). ner scores
+# at the model's own max_length, not the training one; ud keeps its settings in the saved model.
+SCORED_WITH = {"qa": ("max_length", *QA_OPTIONS)}
 logger = logging.getLogger(__name__)
 
 
@@ -130,9 +133,7 @@ def finetune_main(argv: list[str]) -> int:
                 args.model, args.train, args.dev, training_args.output_dir, training_args, **options
             )
         else:
-            evaluate_options = {k: v for k, v in options.items() if args.task in EVALUATE_OPTIONS.get(k, ())}
-            if args.task == "ner":  # ner.finetune scores with evaluate's own max_length (the model's), not training's
-                evaluate_options.pop("max_length", None)
+            evaluate_options = {k: v for k, v in options.items() if k in SCORED_WITH.get(args.task, ())}
             results = committee.finetune(
                 args.task,
                 _task_module(args.task),
