@@ -11,7 +11,7 @@ from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments
 from time_hub.distill.student import StudentArguments
 from time_hub.distill.train import distill
-from time_hub.distill.trainer import SETTINGS_FILE
+from time_hub.distill.trainer import PROJECTIONS_FILE, SETTINGS_FILE
 
 
 @pytest.fixture
@@ -136,3 +136,81 @@ def test_config_validation_names_the_problem(tiny_bert_dir, tmp_path):
         config.resolve(BertConfig(hidden_size=384, num_attention_heads=12), small)
     with pytest.raises(ValueError, match="student_layer=5 but the student has 4 layers"):
         _config(tiny_bert_dir, tmp_path, student_layer=5, num_relation_heads=None).resolve(BertConfig(), small)
+
+
+class _InitialWeights(TrainerCallback):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class _Logs(TrainerCallback):
+    def __init__(self):
+        self.logs = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logs.append(dict(logs))
+
+
+def _untouched(run_dir, initial) -> list[str]:
+    saved = load_file(run_dir / "model.safetensors")
+    assert set(saved) == set(initial)  # no pooler or other extra tensors are published
+    return [name for name in saved if torch.equal(saved[name], initial[name])]
+
+
+def test_relations_alone_leave_the_last_layer_untrained_and_the_hidden_term_trains_every_parameter(
+    tmp_path, tiny_bert_dir, corpus
+):
+    relations_only, with_hidden = _InitialWeights(), _InitialWeights()
+    student = StudentArguments("L2-H32-A2")
+    distill(_config(tiny_bert_dir, tmp_path / "rel"), student, corpus, callbacks=[relations_only])
+    untouched = _untouched(tmp_path / "rel", relations_only.weights)
+    assert "encoder.layer.1.output.dense.bias" in untouched  # the gap the hidden term closes
+
+    logs = _Logs()
+    args = _config(tiny_bert_dir, tmp_path / "hidden", hidden_loss_weight=1.0, extra_relation_layers=["1:1"])
+    distill(args, student, corpus, callbacks=[with_hidden, logs])
+    assert _untouched(tmp_path / "hidden", with_hidden.weights) == []
+    train_logs = [entry for entry in logs.logs if "loss" in entry]
+    assert {"qq", "kk", "vv", "rel@1:1", "hidden@2:2"} <= set(train_logs[0])
+    checkpoint = tmp_path / "hidden" / "checkpoint-6"
+    assert (checkpoint / PROJECTIONS_FILE).is_file()
+    assert json.loads((checkpoint / SETTINGS_FILE).read_text())["hidden_layers"] == [[2, 2]]
+
+
+def test_hidden_term_resumes_with_its_projection(tmp_path, tiny_bert_dir, corpus):
+    """The projection is training state: a killed run resumes to the weights of an uninterrupted one."""
+    student = StudentArguments("L2-H32-A2-I64")
+    overrides = {"hidden_loss_weight": 1.0, "hidden_layers": ["2:1"]}
+    distill(_config(tiny_bert_dir, tmp_path / "straight", **overrides), student, corpus)
+    with pytest.raises(KeyboardInterrupt):
+        distill(_config(tiny_bert_dir, tmp_path / "crashed", **overrides), student, corpus, callbacks=[_Crash(5)])
+    resumed = _config(tiny_bert_dir, tmp_path / "crashed", resume_from_checkpoint="last", **overrides)
+    distill(resumed, student, corpus)
+    a = load_file(tmp_path / "straight" / "model.safetensors")
+    b = load_file(tmp_path / "crashed" / "model.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
+def test_prune_init_cuts_the_student_out_of_the_teacher(tmp_path, tiny_bert_dir, corpus):
+    student = StudentArguments("L1-H24-A2-I64", student_init="prune", prune_importance_lines=20)
+    trainer = distill(_config(tiny_bert_dir, tmp_path / "run", max_steps=2, save_steps=2), student, corpus)
+    report = json.loads((tmp_path / "run" / "student_init" / "prune_report.json").read_text())
+    assert report["layers"] == [1] and report["hidden_size"]["after"] == 24 and report["hidden_init"] == "svd"
+    config = trainer.model.config
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (1, 24, 2)
+    assert config.intermediate_size == 64 and getattr(trainer.model, "pooler", None) is None
+    before = (tmp_path / "run" / "student_init" / "model.safetensors").stat().st_mtime_ns
+    distill(_config(tiny_bert_dir, tmp_path / "run", max_steps=2, save_steps=2), student, corpus)
+    assert (tmp_path / "run" / "student_init" / "model.safetensors").stat().st_mtime_ns == before  # re-used
+
+
+def test_student_init_keys_are_checked():
+    with pytest.raises(ValueError, match="student_init must be one of"):
+        StudentArguments(student_init="copy")
+    with pytest.raises(ValueError, match="student_layers is only used with student_init: prune"):
+        StudentArguments("L2-H32-A2", student_layers="every-2")
+    with pytest.raises(ValueError, match="keeps 3 layers, student_shape L2-H32-A2 has 2"):
+        StudentArguments("L2-H32-A2", student_init="prune", student_layers="0,1,2")
+    with pytest.raises(ValueError, match="student_hidden_init must be svd or slice"):
+        StudentArguments(student_init="prune", student_hidden_init="pca")

@@ -39,6 +39,29 @@ class DistillationConfig(TrainingArguments):
     teacher_dtype: str = field(
         default="float32", metadata={"help": f"Teacher weights dtype: {', '.join(TEACHER_DTYPES)}."}
     )
+    extra_relation_layers: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "More layer pairs 'TEACHER:STUDENT' (1-based) whose relations are distilled too, e.g. ['6:3']."
+        },
+    )
+    extra_relation_weight: float = field(
+        default=1.0, metadata={"help": "Weight of each extra layer pair's relation loss (logged as rel@T:S)."}
+    )
+    hidden_loss_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the hidden-state MSE (TinyBERT) of student layers against teacher layers through a "
+            "learned projection (logged as hidden@T:S). 0 turns it off."
+        },
+    )
+    hidden_layers: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Layer pairs 'TEACHER:STUDENT' of the hidden-state term. Default: the last teacher layer used "
+            "and the student's last layer, so every student parameter is trained."
+        },
+    )
     # TrainingArguments has no trust_remote_code (transformers 5.x); this one is the teacher's only: the student is
     # always a stock architecture.
     teacher_trust_remote_code: bool = field(
@@ -78,6 +101,14 @@ class DistillationConfig(TrainingArguments):
             raise ValueError(f"relations must be distinct names from {list(RELATIONS)}, got {self.relations}")
         if self.teacher_dtype not in TEACHER_DTYPES:
             raise ValueError(f"teacher_dtype must be one of {list(TEACHER_DTYPES)}, got {self.teacher_dtype!r}")
+        for name in ("extra_relation_layers", "hidden_layers"):
+            setattr(self, name, [parse_layer_pair(name, pair) for pair in getattr(self, name)])
+        for name in ("extra_relation_weight", "hidden_loss_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if self.hidden_layers and not self.hidden_loss_weight:
+            raise ValueError("hidden_layers is set but hidden_loss_weight is 0: set a weight > 0")
         super().__post_init__()
 
     def resolve(self, teacher_config: PretrainedConfig, student_config: PretrainedConfig) -> dict:
@@ -96,6 +127,19 @@ class DistillationConfig(TrainingArguments):
             raise ValueError(f"teacher_layer={teacher_layer} but the teacher has {teacher_layers} layers")
         if student_layer > student_layers:
             raise ValueError(f"student_layer={student_layer} but the student has {student_layers} layers")
+        extra = [tuple(map(int, pair.split(":"))) for pair in self.extra_relation_layers]
+        hidden = [tuple(map(int, pair.split(":"))) for pair in self.hidden_layers]
+        if self.hidden_loss_weight and not hidden:
+            hidden = [(max([teacher_layer, *(t for t, _ in extra)]), student_layers)]
+        for key, pairs in (("extra_relation_layers", extra), ("hidden_layers", hidden)):
+            for t, s in pairs:
+                if t > teacher_layers or s > student_layers:
+                    raise ValueError(
+                        f"{key}: pair {t}:{s} is out of range: the teacher has {teacher_layers} layers, the student "
+                        f"{student_layers}"
+                    )
+        if (teacher_layer, student_layer) in extra or len(set(extra)) < len(extra):
+            raise ValueError(f"extra_relation_layers {self.extra_relation_layers} repeat a layer pair")
         heads = self.num_relation_heads or (48 if teacher_config.hidden_size <= 768 else 64)
         for who, config in (("teacher", teacher_config), ("student", student_config)):
             if config.hidden_size % heads:
@@ -111,6 +155,22 @@ class DistillationConfig(TrainingArguments):
             "relations": list(self.relations),
             "teacher_dtype": self.teacher_dtype,
         }
-        if self.teacher_trust_remote_code:  # only then, so that the settings of stock teachers stay as they were
+        # Only when used, so that the settings of runs without them stay as they were.
+        if extra:
+            settings |= {
+                "extra_relation_layers": [list(p) for p in extra],
+                "extra_relation_weight": self.extra_relation_weight,
+            }
+        if hidden:
+            settings |= {"hidden_layers": [list(p) for p in hidden], "hidden_loss_weight": self.hidden_loss_weight}
+        if self.teacher_trust_remote_code:
             settings["teacher_trust_remote_code"] = True
         return settings
+
+
+def parse_layer_pair(key: str, pair) -> str:
+    """'T:S' with positive 1-based layers, normalised; anything else is one clear error naming the key."""
+    parts = str(pair).split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+        raise ValueError(f"{key}: {pair!r} is not a layer pair 'TEACHER:STUDENT' of positive integers (e.g. '6:3')")
+    return f"{int(parts[0])}:{int(parts[1])}"

@@ -254,3 +254,31 @@ class QKVCapture:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+
+class HiddenCapture:
+    """Forward hooks that keep the output hidden states of layers `layers` (1-based) of `model` on each forward:
+    `states[layer]` is `(batch, seq, hidden)` (sequence-first families transposed). Cleared before every forward."""
+
+    def __init__(self, model: nn.Module, layers: list[int]):
+        all_layers = encoder_layers(model)
+        for layer in layers:
+            if not 1 <= layer <= len(all_layers):
+                raise ValueError(f"layer {layer} is out of range: the model has {len(all_layers)} layers")
+        self._seq_first = adapter_for(model).seq_first
+        self.states: dict[int, torch.Tensor] = {}
+        self._handles = [model.register_forward_pre_hook(lambda module, args: self.states.clear())]
+        for layer in layers:
+            self._handles.append(all_layers[layer - 1].register_forward_hook(self._hook(layer)))
+
+    def _hook(self, layer: int):
+        def keep(module, args, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            self.states[layer] = hidden.transpose(0, 1) if self._seq_first else hidden
+
+        return keep
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []

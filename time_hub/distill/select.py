@@ -28,7 +28,9 @@ from time_hub.recipe import parse_command
 logger = logging.getLogger(__name__)
 SELECTION_FILE = "selection.json"
 # Checkpoint files that are training state, not the model: not copied to best/.
-_TRAINING_STATE = re.compile(r"^(optimizer|scheduler|scaler|rng_state.*)\.(pt|pth|bin)$|^training_args\.bin$")
+_TRAINING_STATE = re.compile(
+    r"^(optimizer|scheduler|scaler|rng_state.*|distill_projections)\.(pt|pth|bin)$|^training_args\.bin$"
+)
 
 
 @dataclass

@@ -8,9 +8,12 @@ then froze the `<s>` embedding. Here the pad id is always the tokenizer's.)
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import (
@@ -23,6 +26,7 @@ from transformers import (
     XLMRobertaConfig,
 )
 
+from time_hub.compress.prune import PruneArguments, prune, resolve_layers
 from time_hub.distill.qkv import model_family
 
 logger = logging.getLogger(__name__)
@@ -78,16 +82,54 @@ class StudentArguments:
     )
     student_init: str = field(
         default="random",
-        metadata={"help": "random (the paper) or teacher (copy embeddings/evenly spaced layers where shapes match)."},
+        metadata={
+            "help": "random (the paper); teacher (copy embeddings/evenly spaced layers where shapes match); prune "
+            "(cut the shape out of the teacher: its layers, most important heads and FFN neurons, hidden size by "
+            "SVD or slice; `time-hub prune`, run as part of distill)."
+        },
+    )
+    student_layers: str | None = field(
+        default=None,
+        metadata={
+            "help": "Teacher layers (0-based) a pruned student keeps: every-K, last-K, first-K or 0,3,7,11. Default: "
+            "evenly spaced, ending at the top layer (as student_init=teacher)."
+        },
+    )
+    student_hidden_init: str = field(
+        default="svd", metadata={"help": "prune: a smaller hidden size by svd (principal directions) or slice."}
+    )
+    prune_importance_lines: int = field(
+        default=1000, metadata={"help": "prune: corpus lines of the head/FFN/hidden importance pass."}
     )
     student_name_or_path: str | None = field(
         default=None, metadata={"help": "Start from an existing student instead of building one (e.g. two-step KD)."}
     )
 
     def __post_init__(self):
-        parse_shape(self.student_shape)
-        if self.student_init not in ("random", "teacher"):
-            raise ValueError(f"student_init must be 'random' or 'teacher', got {self.student_init!r}")
+        shape = parse_shape(self.student_shape)
+        if self.student_init not in STUDENT_INITS:
+            raise ValueError(f"student_init must be one of {list(STUDENT_INITS)}, got {self.student_init!r}")
+        if self.student_hidden_init not in ("svd", "slice"):
+            raise ValueError(f"student_hidden_init must be svd or slice, got {self.student_hidden_init!r}")
+        if self.prune_importance_lines < 1:
+            raise ValueError(f"prune_importance_lines must be positive, got {self.prune_importance_lines}")
+        if self.student_layers is not None:
+            if self.student_init != "prune":
+                raise ValueError("student_layers is only used with student_init: prune")
+            layers = resolve_layers(self.student_layers, None)
+            if layers and len(layers) != shape.num_layers:
+                raise ValueError(
+                    f"student_layers {self.student_layers} keeps {len(layers)} layers, student_shape "
+                    f"{self.student_shape} has {shape.num_layers}"
+                )
+
+
+STUDENT_INITS = ("random", "teacher", "prune")
+
+
+def evenly_spaced_layers(teacher_layers: int, student_layers: int) -> list[int]:
+    """0-based teacher layers for a student of `student_layers`: evenly spaced, ending at the top layer."""
+    return [round((i + 1) * teacher_layers / student_layers) - 1 for i in range(student_layers)]
 
 
 # Teacher family (`model_family`) -> stock student config class. Relative/rotary-position teachers (DeBERTa,
@@ -148,7 +190,8 @@ def build_student(
     """Build a student; `init="teacher"` copies teacher embeddings and evenly spaced layers where shapes match."""
     if seed is not None:
         torch.manual_seed(seed)
-    student = AutoModel.from_config(student_config(teacher_config, tokenizer, shape))
+    # No pooler: nothing trains it, and token-level users never read it (a published weight must be a trained one).
+    student = AutoModel.from_config(student_config(teacher_config, tokenizer, shape), add_pooling_layer=False)
     if init == "teacher":
         if teacher is None:
             raise ValueError("student_init='teacher' needs the teacher model")
@@ -169,7 +212,7 @@ def copy_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel) -> lis
         )
     source = {k: v for k, v in teacher.base_model.state_dict().items()}
     n_t, n_s = teacher.config.num_hidden_layers, student.config.num_hidden_layers
-    layer_map = {i: round((i + 1) * n_t / n_s) - 1 for i in range(n_s)}
+    layer_map = dict(enumerate(evenly_spaced_layers(n_t, n_s)))
     copied, target = [], student.base_model.state_dict()
     for name, tensor in target.items():
         parts = name.split(".")
@@ -187,3 +230,34 @@ def copy_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel) -> lis
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def prune_student(
+    teacher_name_or_path: str, teacher_layers: int, args: StudentArguments, corpus: str, output_dir: str
+) -> PreTrainedModel:
+    """`student_init: prune`: cut `args.student_shape` out of the teacher into `output_dir` (re-used when its report
+    shows the same settings, so a resumed run does not prune again) and load it without a pooler."""
+    shape = parse_shape(args.student_shape)
+    layers = args.student_layers or ",".join(map(str, evenly_spaced_layers(teacher_layers, shape.num_layers)))
+    prune_args = PruneArguments(
+        model=teacher_name_or_path,
+        corpus=corpus,
+        output_dir=output_dir,
+        layers=layers,
+        num_heads=shape.num_heads,
+        intermediate_size=shape.ffn_size,
+        hidden_size=shape.hidden_size,
+        hidden_init=args.student_hidden_init,
+        importance_lines=args.prune_importance_lines,
+    )
+    # Written after a complete prune: a folder pruned with other settings (or half-written) is pruned again.
+    done = Path(output_dir) / "student_init.json"
+    settings = dataclasses.asdict(prune_args)
+    if not done.is_file() or json.loads(done.read_text()) != settings:
+        prune(prune_args)
+        done.write_text(json.dumps(settings, indent=2) + "\n")
+    student = AutoModel.from_pretrained(output_dir, add_pooling_layer=False)
+    logger.info(
+        "student_init=prune: %s parameters from %s (layers %s)", f"{count_parameters(student):,}", output_dir, layers
+    )
+    return student

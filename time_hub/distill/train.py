@@ -15,7 +15,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments, build_corpus
-from time_hub.distill.student import StudentArguments, build_student, count_parameters
+from time_hub.distill.student import StudentArguments, build_student, count_parameters, prune_student
 from time_hub.distill.trainer import DistillationTrainer, load_teacher
 from time_hub.publish.callback import CardDataCallback
 from time_hub.recipe import parse_command
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 DATACLASSES = (DistillationConfig, StudentArguments, CorpusArguments)
 # The merged recipe of a run, read back by `time-hub select` (held-out text) and by the model card.
 RUN_CONFIG = "run_config.json"
+# student_init: prune writes the pruned teacher (the student's initialisation) here, inside output_dir.
+PRUNED_STUDENT = "student_init"
 
 
 def distill(
@@ -41,6 +43,16 @@ def distill(
     teacher = load_teacher(args.teacher_name_or_path, args.teacher_dtype, args.teacher_trust_remote_code)
     if student_args.student_name_or_path:
         student = AutoModel.from_pretrained(student_args.student_name_or_path)
+    elif student_args.student_init == "prune":
+        if not corpus_args.train_files:
+            raise ValueError("student_init: prune needs train_files (local text for its importance pass)")
+        student = prune_student(
+            args.teacher_name_or_path,
+            teacher.config.num_hidden_layers,
+            student_args,
+            corpus_args.train_files[0],
+            str(Path(args.output_dir) / PRUNED_STUDENT),
+        )
     else:
         student = build_student(
             teacher.config, tokenizer, student_args.student_shape, student_args.student_init, teacher, args.seed

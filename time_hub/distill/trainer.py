@@ -8,14 +8,17 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, Trainer
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, Trainer, TrainerCallback
 
 from time_hub.distill.config import TEACHER_DTYPES, DistillationConfig
-from time_hub.distill.qkv import QKVCapture, adapter_for, truncate_after
+from time_hub.distill.hidden import hidden_mse_loss, hidden_projection
+from time_hub.distill.qkv import HiddenCapture, QKVCapture, adapter_for, truncate_after
 from time_hub.distill.relations import minilm_relation_loss
 
 # Written into every checkpoint: what `time-hub select` needs to score it with exactly the training loss.
 SETTINGS_FILE = "distillation.json"
+# The hidden-state projections (training state, like the optimizer's: never part of the published student).
+PROJECTIONS_FILE = "distill_projections.pt"
 
 
 def load_teacher(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False) -> PreTrainedModel:
@@ -36,6 +39,16 @@ def load_teacher(name_or_path: str, dtype: str = "float32", trust_remote_code: b
     config = AutoConfig.from_pretrained(name_or_path)
     kwargs = {"add_pooling_layer": False} if config.model_type in ("bert", "roberta", "xlm-roberta") else {}
     return AutoModel.from_pretrained(name_or_path, config=config, dtype=TEACHER_DTYPES[dtype], **kwargs)
+
+
+class _ZeroGradients(TrainerCallback):
+    """Clears the gradients of modules outside the model after each optimizer step, as the Trainer does the model's."""
+
+    def __init__(self, modules: nn.Module):
+        self.modules = modules
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.modules.zero_grad(set_to_none=True)
 
 
 class DistillationTrainer(Trainer):
@@ -60,35 +73,94 @@ class DistillationTrainer(Trainer):
         )
         for checked in (teacher, model):  # fail early, naming an unsupported model_type
             adapter_for(checked)
-        self.distillation_settings = args.resolve(teacher.config, model.config)
-        truncate_after(teacher, self.distillation_settings["teacher_layer"])
+        settings = self.distillation_settings = args.resolve(teacher.config, model.config)
+        main = (settings["teacher_layer"], settings["student_layer"])
+        self._relation_pairs = [main, *(tuple(p) for p in settings.get("extra_relation_layers", []))]
+        self._hidden_pairs = [tuple(p) for p in settings.get("hidden_layers", [])]
+        truncate_after(teacher, max(t for t, _ in self._relation_pairs + self._hidden_pairs))
         teacher.requires_grad_(False).eval()
         super().__init__(model=model, args=args, **kwargs)
-        self.teacher = teacher.to(self.accelerator.device)
-        self._teacher_qkv = QKVCapture(self.teacher, self.distillation_settings["teacher_layer"])
-        self._student_qkv = QKVCapture(model, self.distillation_settings["student_layer"])
+        device = self.accelerator.device
+        self.teacher = teacher.to(device)
+        self._teacher_qkv = {t: QKVCapture(self.teacher, t) for t in dict.fromkeys(t for t, _ in self._relation_pairs)}
+        self._student_qkv = {s: QKVCapture(model, s) for s in dict.fromkeys(s for _, s in self._relation_pairs)}
+        self._teacher_hidden = HiddenCapture(self.teacher, sorted({t for t, _ in self._hidden_pairs}))
+        self._student_hidden = HiddenCapture(model, sorted({s for _, s in self._hidden_pairs}))
+        # Learned with the student, saved in checkpoints for resuming, never published.
+        self.hidden_projections = nn.ModuleDict(
+            {
+                f"{t}:{s}": hidden_projection(model.config.hidden_size, teacher.config.hidden_size)
+                for t, s in self._hidden_pairs
+            }
+        ).to(device)
+        if len(self.hidden_projections):  # the Trainer zeroes the model's gradients only
+            self.add_callback(_ZeroGradients(self.hidden_projections))
+        # Inside compute_loss the student's forward returns every captured tensor the loss uses: DDP synchronises
+        # only gradients that flow back through the outputs of the wrapped forward.
+        self._capturing = False
+        model.register_forward_hook(self._captured_outputs)
         self._relation_logs: dict[str, dict[str, list[torch.Tensor]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
         }
 
+    def _captured_outputs(self, module, args, output):
+        if not self._capturing:
+            return output
+        return {
+            "qkv": {layer: capture.qkv for layer, capture in self._student_qkv.items()},
+            "hidden": dict(self._student_hidden.states),
+        }
+
     def compute_loss(self, model: nn.Module, inputs: dict, return_outputs: bool = False, num_items_in_batch=None):
         model_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+        mask = inputs["attention_mask"]
+        settings = self.distillation_settings
         with torch.no_grad():
             self.teacher(**model_inputs)
-        with self._student_qkv.as_model_output():
-            student_qkv = model(**model_inputs)
-        losses = minilm_relation_loss(
-            self._teacher_qkv.qkv,
-            student_qkv,
-            inputs["attention_mask"],
-            self.distillation_settings["num_relation_heads"],
-            self.distillation_settings["relations"],
-        )
+        self._capturing = True
+        try:
+            student = model(**model_inputs)
+        finally:
+            self._capturing = False
+        parts: dict[str, torch.Tensor] = {}
+        total = None
+        for index, (t, s) in enumerate(self._relation_pairs):
+            losses = minilm_relation_loss(
+                self._teacher_qkv[t].qkv,
+                student["qkv"][s],
+                mask,
+                settings["num_relation_heads"],
+                settings["relations"],
+            )
+            if index == 0:  # the main pair: its qq/kk/vv are logged by name, as without extra pairs
+                parts |= {name: losses[name] for name in settings["relations"]}
+                total = losses["loss"]
+            else:
+                parts[f"rel@{t}:{s}"] = losses["loss"]
+                total = total + settings["extra_relation_weight"] * losses["loss"]
+        for t, s in self._hidden_pairs:
+            projected = self.hidden_projections[f"{t}:{s}"](student["hidden"][s])
+            parts[f"hidden@{t}:{s}"] = hidden_mse_loss(self._teacher_hidden.states[t], projected, mask)
+            total = total + settings["hidden_loss_weight"] * parts[f"hidden@{t}:{s}"]
         logs = self._relation_logs["train" if model.training else "eval"]
-        for name in self.distillation_settings["relations"]:
-            logs[name].append(losses[name].detach())
-        return (losses["loss"], student_qkv) if return_outputs else losses["loss"]
+        for name, value in parts.items():
+            logs[name].append(value.detach())
+        return (total, student) if return_outputs else total
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, plus one group (no weight decay) for the hidden-state projections."""
+        if self.optimizer is not None or not len(self.hidden_projections):
+            return super().create_optimizer(model)
+        optimizer = super().create_optimizer(model)
+        optimizer.add_param_group({"params": list(self.hidden_projections.parameters()), "weight_decay": 0.0})
+        return optimizer
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        saved = Path(resume_from_checkpoint, PROJECTIONS_FILE)
+        if len(self.hidden_projections) and saved.is_file():
+            self.hidden_projections.load_state_dict(torch.load(saved, map_location=self.accelerator.device))
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Evaluation is the held-out relation loss: no logits, no labels."""
@@ -98,7 +170,7 @@ class DistillationTrainer(Trainer):
         return loss.detach(), None, None
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add the mean qq/kk/vv losses since the last log (averaged over processes too)."""
+        """Add the mean of each loss term since the last log: qq/kk/vv, rel@T:S, hidden@T:S (over processes too)."""
         mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"
         prefix = "eval_" if mode == "eval" else ""
         for name, values in self._relation_logs[mode].items():
@@ -110,5 +182,7 @@ class DistillationTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)
         if self.args.should_save:
-            path = Path(output_dir or self.args.output_dir, SETTINGS_FILE)
-            path.write_text(json.dumps(self.distillation_settings, indent=2) + "\n")
+            folder = Path(output_dir or self.args.output_dir)
+            (folder / SETTINGS_FILE).write_text(json.dumps(self.distillation_settings, indent=2) + "\n")
+            if len(self.hidden_projections):
+                torch.save(self.hidden_projections.state_dict(), folder / PROJECTIONS_FILE)
