@@ -54,10 +54,15 @@ class _ZeroGradients(TrainerCallback):
 class DistillationTrainer(Trainer):
     """Trains `model` (the student) to match the teacher's Q-Q/K-K/V-V self-attention relations.
 
-    The teacher is frozen, in eval mode, without gradients, in `args.teacher_dtype`, and truncated after its
-    distillation layer. Only the student is saved (`save_pretrained` + tokenizer in every checkpoint), together with
-    `distillation.json` (the resolved loss settings). `teacher_model` may be given directly (a model already in memory,
-    used in its own dtype); otherwise it is loaded from `args.teacher_name_or_path` in `args.teacher_dtype`.
+    The loss is the main layer pair's relation loss, plus `extra_relation_weight` x the relation loss of each extra
+    layer pair and `hidden_loss_weight` x the hidden-state MSE of each hidden pair (through learned projections,
+    saved in checkpoints as training state); each term is logged by name.
+
+    The teacher is frozen, in eval mode, without gradients, in `args.teacher_dtype`, and truncated after the
+    highest layer any term uses. Only the student is saved (`save_pretrained` + tokenizer in every checkpoint),
+    together with `distillation.json` (the resolved loss settings). `teacher_model` may be given directly (a model
+    already in memory, used in its own dtype); otherwise it is loaded from `args.teacher_name_or_path` in
+    `args.teacher_dtype`.
     """
 
     # compute_loss returns a per-batch mean; the Trainer divides by the accumulation steps.
