@@ -9,7 +9,7 @@ import pytest
 
 from time_hub import recipes
 from time_hub.recipe import RecipeError, load_recipe
-from time_hub.run import RunArguments, run
+from time_hub.run import RunArguments, run, summary_text
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGUAGES = "en de fr es it nl da sv fi et hu pl cs el ga ur".split()
@@ -129,5 +129,11 @@ def test_run_chains_the_stages_and_skips_what_is_up_to_date(tiny_bert_dir, share
     assert ran == ["finetune-ner", "evaluate-ner", "bench", "card"]
     stages = json.loads((out / "stages.json").read_text())
     assert stages.keys() == {"distill", "select", "finetune-ner", "evaluate-ner", "bench", "card"}
+    teacher = json.loads((out / "tasks/ner/results.json").read_text())
+    teacher["metrics"]["f1"] = 2 * teacher["metrics"]["f1"] or 1.0
+    (tmp_path / "teacher-ner.json").write_text(json.dumps(teacher))
+    summary = summary_text(changed, [str(tmp_path / "teacher-ner.json")])
+    f1 = json.loads((out / "tasks/ner/results.json").read_text())["metrics"]["f1"]
+    assert f"ner: f1 {f1:.2f} ({100 * f1 / teacher['metrics']['f1']:.1f}% of the teacher)" in summary
     test = json.loads((out / "tasks/ner/results-test.json").read_text())
     assert test["split"] == "test" and "provenance/results-1-ner.json" in Path(changed["card"]).read_text()

@@ -255,8 +255,13 @@ def run(args: RunArguments) -> dict:
     return {"stages": pipeline.summary, "output_dir": str(out), "card": str(out / "publish" / name / "README.md")}
 
 
-def summary_text(report: dict) -> str:
+def summary_text(report: dict, teacher_results: list[str] = ()) -> str:
+    """Stage times, selection, task scores (with retention vs the teacher's results of the same task), speed-ups."""
     out = Path(report["output_dir"])
+    teacher = {}
+    for path in teacher_results:
+        result = json.loads(Path(path).read_text())
+        teacher[result["task"]] = result["metrics"]
     lines = ["| stage | status | seconds |", "|---|---|---|"]
     lines += [f"| {s['stage']} | {s['status']} | {s['seconds']:.0f} |" for s in report["stages"]]
     selection = json.loads((out / "selection.json").read_text())
@@ -264,8 +269,11 @@ def summary_text(report: dict) -> str:
               f"random-init student: {selection['random_init']['loss']:.4f}"]  # fmt: skip
     for path in sorted(out.glob("tasks/*/results.json")):
         results = json.loads(path.read_text())
+        reference = teacher.get(results["task"], {})
         metrics = ", ".join(
-            f"{k} {v:.2f}" for k, v in results["metrics"].items() if k in ("UPOS", "LAS", "f1", "exact_match")
+            f"{k} {v:.2f}" + (f" ({100 * v / reference[k]:.1f}% of the teacher)" if reference.get(k) else "")
+            for k, v in results["metrics"].items()
+            if k in ("UPOS", "Lemmas", "LAS", "f1", "exact_match")
         )
         lines.append(f"{results['task']}: {metrics}")
     bench = json.loads((out / "bench" / "bench.json").read_text())
@@ -285,6 +293,6 @@ def main(argv: list[str]) -> int:
     start = time.perf_counter()
     report = run(args)
     if "card" in report:
-        print(summary_text(report))
+        print(summary_text(report, args.teacher_results))
         print(f"total: {time.perf_counter() - start:.0f} s")
     return 0
