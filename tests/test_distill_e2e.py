@@ -21,8 +21,9 @@ def _sha256(path: Path) -> str:
 def test_distilling_the_real_teacher_beats_random_init(tmp_path, teacher_dir, capsys):
     teacher_hash = _sha256(teacher_dir / "model.safetensors")
     run = tmp_path / "run"
-    # The demo recipe, smaller batches/sequences so the test takes ~2 minutes on 2 cores.
-    argv = ["--config", str(ROOT / "recipes/demo/distill-da.yaml"), "--output_dir", str(run)]
+    # The random-init L4-H256 recipe (the demo until the CPU operating points), smaller batches/sequences so the
+    # test takes ~2 minutes on 2 cores.
+    argv = ["--config", str(ROOT / "recipes/compress/distill-da-random-L4.yaml"), "--output_dir", str(run)]
     argv += [
         "--teacher_name_or_path",
         str(teacher_dir),
