@@ -5,7 +5,8 @@ same recipe per task and seed: UD (UPOS, Lemmas, LAS) and, where ../shared has N
 stops when the dev score has not improved for `patience` evaluations (one per epoch), or at the cap. The table
 reports, per encoder and metric, mean +- sd over seeds, retention (encoder / teacher, same protocol), the gain over a
 random-init copy of the same shape (`--random_init NAME`, re-initialised with each fine-tuning seed) and the batch-1
-CPU latency ratio vs the teacher, measured in one run when the table is written.
+CPU latency ratio vs the teacher, measured in one run when the table is written (`table.md`, `summary.json`, and
+`frontier.png`: retention vs speed-up per metric).
 
 Data (UD dev is all ../shared has for most languages, so dev is split; tune on dev only):
 - da: UD `ud/da/dev.conllu` split 80/20 (train / eval); NER the first 2,000 sentences of `ner/da/train.iob2`, dev.
@@ -196,6 +197,36 @@ def markdown_table(summary: dict[str, dict], extras: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def plot_frontier(summary: dict[str, dict], extras: dict[str, dict], path: Path, title: str) -> None:
+    """Retention (mean over seeds, with the sd as error bars) vs batch-1 speed-up, one panel per metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for task in METRICS for m in METRICS[task] if m in summary[TEACHER]]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        teacher = summary[TEACHER][metric]["mean"]
+        for name, row in summary.items():
+            speedup = extras.get(name.removesuffix(RANDOM_SUFFIX), {}).get("speedup")
+            if metric not in row or speedup is None:
+                continue
+            cell = row[metric]
+            random = name.endswith(RANDOM_SUFFIX)
+            ax.errorbar(speedup, cell["retention"], yerr=100 * cell["sd"] / teacher, fmt="x" if random else "o",
+                        color="grey" if random else None, capsize=3)  # fmt: skip
+            ax.annotate(name, (speedup, cell["retention"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch-1 CPU speed-up vs the teacher")
+        ax.set_ylabel(f"{metric}: % of the teacher")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def batch1_latency(encoders: dict[str, Path], lang: str, threads: int, repeats: int) -> dict[str, float]:
     """Median batch-1 CPU latency (ms) of each encoder on the same sentences of the language's text, one run."""
     sentences = (SHARED / "data" / "text" / f"{lang}.txt").read_text(encoding="utf-8").splitlines()[:repeats]
@@ -271,6 +302,7 @@ def main() -> None:
         f"[gain over a random-init copy of the same shape]; speed-up = teacher / encoder batch-1 latency.\n\n"
         f"Setup: `{json.dumps(setup)}`\n\n{table}\n"
     )
+    plot_frontier(summary, extras, opts.out / "frontier.png", f"{opts.lang}: mean over seeds {opts.seeds}")
     print(table)
 
 
