@@ -64,6 +64,16 @@ def test_broken_recipes_name_the_file_and_the_key(tmp_path, monkeypatch):
     run_recipe.write_text(run_recipe.read_text().replace("tasks: [ud, ner]", "tasks: [ud, pos]"))
     ((_, error),) = recipes.validate([run_recipe])
     assert "recipes/run/fr.yaml" in error and "unknown ['pos']" in error
+    cpu = Path("recipes/distill/cpu/m.yaml")
+    original = cpu.read_text()
+    for bad, message in (
+        ("hidden_layers: ['12']\n", "hidden_layers: '12' is not a layer pair"),
+        ("student_layers: 0,1\n", "student_layers 0,1 keeps 2 layers, student_shape L6-H384-A12 has 6"),
+        ("hidden_loss_weight: -1\n", "hidden_loss_weight must be a number >= 0"),
+    ):
+        cpu.write_text(original + bad)
+        ((_, error),) = recipes.validate([cpu])
+        assert "recipes/distill/cpu/m.yaml" in error and message in error, error
 
 
 def test_defaults_are_one_level_deep(tmp_path):
