@@ -81,3 +81,16 @@ def test_a_tiny_protocol_run_reuses_saved_results(tmp_path, tiny_bert_dir, monke
     saved = (out / "tiny" / "ud-seed1.json").stat().st_mtime_ns
     protocol.main()  # a second run re-uses every saved result
     assert (out / "tiny" / "ud-seed1.json").stat().st_mtime_ns == saved
+
+
+def test_shape_search_pareto_front():
+    spec = importlib.util.spec_from_file_location("shape_search", ROOT / "benchmarks" / "shape_search.py")
+    search = sys.modules["shape_search"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(search)
+    rows = [
+        {"shape": "a", "speedup": 2.0, "relation_loss_after": 1.0},
+        {"shape": "b", "speedup": 4.0, "relation_loss_after": 1.5},
+        {"shape": "c", "speedup": 3.0, "relation_loss_after": 1.6},  # slower and worse than b
+        {"shape": "d", "speedup": 1.5, "relation_loss_after": 1.2},  # slower and worse than a
+    ]
+    assert search.pareto(rows) == {"a", "b"}
