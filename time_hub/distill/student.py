@@ -235,8 +235,8 @@ def count_parameters(model: torch.nn.Module) -> int:
 def prune_student(
     teacher_name_or_path: str, teacher_layers: int, args: StudentArguments, corpus: str, output_dir: str
 ) -> PreTrainedModel:
-    """`student_init: prune`: cut `args.student_shape` out of the teacher into `output_dir` (re-used when its report
-    shows the same settings, so a resumed run does not prune again) and load it without a pooler."""
+    """`student_init: prune`: cut `args.student_shape` out of the teacher into `output_dir` (re-used when its
+    `student_init.json` records the same settings, so a resumed run does not prune again); loaded without a pooler."""
     shape = parse_shape(args.student_shape)
     layers = args.student_layers or ",".join(map(str, evenly_spaced_layers(teacher_layers, shape.num_layers)))
     prune_args = PruneArguments(

@@ -10,6 +10,7 @@ import tempfile
 import time
 
 from datasets import Dataset
+from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
 from time_hub.publish.callback import CardDataCallback
@@ -61,6 +62,11 @@ class TaskTrainer(Trainer):
     def __init__(self, *args, head_learning_rate: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.head_learning_rate = head_learning_rate
+
+    def _get_eval_sampler(self, eval_dataset):
+        """Dev examples in file order, always: task metrics align predictions with per-example word maps (NER's first
+        subwords), which `train_sampling_strategy: group_by_length` would otherwise reorder for evaluation too."""
+        return SequentialSampler(eval_dataset) if eval_dataset is not None else None
 
     def create_optimizer(self, model=None):
         if self.optimizer is not None or self.head_learning_rate is None:
