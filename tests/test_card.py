@@ -100,3 +100,21 @@ def test_bad_inputs_are_named(tiny_run, tmp_path):
         PublishArguments(run_dir=str(tiny_run), lang="da", repo_id="no-namespace")
     with pytest.raises(ValueError, match="no \\*.safetensors"):
         count_weights(tmp_path)
+
+
+def test_extra_loss_terms_in_words():
+    from time_hub.publish.card import extra_terms_text
+
+    assert extra_terms_text({"teacher_layer": 12}) == ""
+    text = extra_terms_text(
+        {
+            "hidden_layers": [[12, 3]],
+            "hidden_loss_weight": 1.0,
+            "extra_relation_layers": [[6, 2]],
+            "extra_relation_weight": 0.5,
+        }
+    )
+    assert text == (
+        "; plus the same relations at teacher/student layers 6/2 (weight 0.5) and hidden-state MSE at teacher/student "
+        "layers 12/3 through a learned projection (weight 1.0)"
+    )

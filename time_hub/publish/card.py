@@ -72,6 +72,31 @@ class CardInputs:
         return self.dataset_names.get(results.dataset, results.dataset)
 
 
+INIT_TEXT = {
+    "random": "at random (the paper's choice)",
+    "teacher": "from the teacher (embeddings and evenly spaced layers copied where shapes match)",
+    "prune": "from the teacher (`student_init: prune`: its layers, heads, FFN neurons and hidden size cut out by "
+    "`time-hub prune`, see prune_report.json of the run)",
+}
+
+
+def extra_terms_text(settings: dict) -> str:
+    """The loss terms next to the main relations (distillation.json), in words; "" when there are none."""
+    parts = []
+    if settings.get("extra_relation_layers"):
+        pairs = ", ".join(f"{t}/{s}" for t, s in settings["extra_relation_layers"])
+        parts.append(
+            f"the same relations at teacher/student layers {pairs} (weight {settings['extra_relation_weight']})"
+        )
+    if settings.get("hidden_layers"):
+        pairs = ", ".join(f"{t}/{s}" for t, s in settings["hidden_layers"])
+        parts.append(
+            f"hidden-state MSE at teacher/student layers {pairs} through a learned projection "
+            f"(weight {settings['hidden_loss_weight']})"
+        )
+    return "; plus " + " and ".join(parts) if parts else ""
+
+
 def _read_json(path: Path) -> dict | None:
     if not path.is_file():
         return None
@@ -250,7 +275,8 @@ def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
             "student_layer": settings["student_layer"],
             "relations": settings["relations"],
             "relation_heads": settings["num_relation_heads"],
-            "init": recipe.get("student_init", "random"),
+            "init": INIT_TEXT.get(recipe.get("student_init", "random"), recipe.get("student_init")),
+            "extra_terms": extra_terms_text(settings),
             "corpus": corpus,
             "steps": steps,
             "batch_size": batch,
