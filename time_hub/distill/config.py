@@ -127,8 +127,7 @@ class DistillationConfig(TrainingArguments):
             raise ValueError(f"teacher_layer={teacher_layer} but the teacher has {teacher_layers} layers")
         if student_layer > student_layers:
             raise ValueError(f"student_layer={student_layer} but the student has {student_layers} layers")
-        extra = [tuple(map(int, pair.split(":"))) for pair in self.extra_relation_layers]
-        hidden = [tuple(map(int, pair.split(":"))) for pair in self.hidden_layers]
+        extra, hidden = (layer_pairs(pairs) for pairs in (self.extra_relation_layers, self.hidden_layers))
         if self.hidden_loss_weight and not hidden:
             hidden = [(max([teacher_layer, *(t for t, _ in extra)]), student_layers)]
         for key, pairs in (("extra_relation_layers", extra), ("hidden_layers", hidden)):
@@ -166,6 +165,11 @@ class DistillationConfig(TrainingArguments):
         if self.teacher_trust_remote_code:
             settings["teacher_trust_remote_code"] = True
         return settings
+
+
+def layer_pairs(pairs: list[str]) -> list[tuple[int, int]]:
+    """Normalised 'T:S' strings (see `parse_layer_pair`) as (teacher, student) integer pairs."""
+    return [tuple(map(int, pair.split(":"))) for pair in pairs]
 
 
 def parse_layer_pair(key: str, pair) -> str:
