@@ -31,8 +31,8 @@ test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: setup
-	$(BIN)/ruff check time_hub tests benchmarks
-	$(BIN)/ruff format --check time_hub tests benchmarks
+	$(BIN)/ruff check time_hub tests benchmarks space
+	$(BIN)/ruff format --check time_hub tests benchmarks space
 
 bench: setup
 	$(BIN)/python benchmarks/distill_step.py --json benchmarks/results/distill_step-cpu.json

@@ -16,10 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
+from time_hub.arguments import parse
 from time_hub.bench.measure import TimingSettings, measure
+from time_hub.distill.command import DATACLASSES, distill
 from time_hub.distill.student import count_parameters
-from time_hub.distill.train import DATACLASSES, distill
-from time_hub.recipe import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from time_hub.bench import energy, report
+from time_hub.bench.command import main as bench_main
 from time_hub.bench.export import ExportArguments, export
 from time_hub.bench.measure import TimingSettings, latency_summary, make_batches, measure, speedups
 from time_hub.bench.models import describe, load
-from time_hub.bench.run import main as bench_main
+from time_hub.cli import main as cli_main
 
 
 def test_latency_summary_known_values():
@@ -127,7 +128,7 @@ def test_bench_command_writes_json_table_and_plots(tiny_bert_dir, shared, tmp_pa
 
 
 def test_bench_rejects_a_reference_that_is_not_timed(capsys):
-    assert bench_main(["xs", "--reference", "m"]) == 2
+    assert cli_main(["bench", "xs", "--reference", "m"]) == 2
     assert "reference 'm' is not one of the models" in capsys.readouterr().err
 
 

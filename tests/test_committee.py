@@ -13,6 +13,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from time_hub.cli import main as cli_main
 from time_hub.tasks import commands, committee, ud
 from time_hub.tasks.conllu import read_conllu, write_conllu
 from time_hub.tasks.results import TaskResults
@@ -45,7 +46,7 @@ def test_member_sources():
 def test_committee_without_index_is_one_clear_error(capsys, tmp_path):
     argv = ["--task", "ner", "--model", "runs/student", "--train", "t.iob2", "--committee", "2",
             "--output_dir", str(tmp_path / "out")]  # fmt: skip
-    assert commands.finetune_main(argv) == 2
+    assert cli_main(["finetune", *argv]) == 2
     assert "needs the member index {i}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

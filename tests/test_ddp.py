@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent(
     from time_hub.distill.config import DistillationConfig
     from time_hub.distill.data import CorpusArguments
     from time_hub.distill.student import StudentArguments
-    from time_hub.distill.train import distill
+    from time_hub.distill.command import distill
 
     teacher, corpus, out = sys.argv[1:4]
     args = DistillationConfig(

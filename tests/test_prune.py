@@ -19,6 +19,7 @@ from transformers import (
     XLMRobertaModel,
 )
 
+from time_hub.cli import main as cli_main
 from time_hub.compress.prune import (
     ROLES,
     Plan,
@@ -390,11 +391,12 @@ def test_bad_inputs_give_one_clear_error_and_no_folder(bert4, corpus, tmp_path, 
     ]
     for extra, message in cases:
         argv = base + extra if "--corpus" not in extra else [str(bert4), *extra]
-        assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 2
+        assert cli_main(["prune", *argv, "--output_dir", str(tmp_path / "out")]) == 2
         assert message in capsys.readouterr().err
-    assert main([*base, "--output_dir", str(bert4)]) == 2
+    assert cli_main(["prune", *base, "--output_dir", str(bert4)]) == 2
     assert "would replace the source model" in capsys.readouterr().err and (bert4 / "config.json").is_file()
-    assert main([str(tmp_path / "distil"), "--corpus", str(corpus), "--output_dir", str(tmp_path / "out")]) == 2
+    distil = [str(tmp_path / "distil"), "--corpus", str(corpus), "--output_dir", str(tmp_path / "out")]
+    assert cli_main(["prune", *distil]) == 2
     assert "model_type 'distilbert' cannot be pruned; supported: bert, roberta, xlm-roberta" in capsys.readouterr().err
 
     def fail(*args, **kwargs):
@@ -402,7 +404,7 @@ def test_bad_inputs_give_one_clear_error_and_no_folder(bert4, corpus, tmp_path, 
 
     monkeypatch.setattr("time_hub.compress.prune.write_json", fail)  # fails after the weights were written
     argv = [*base, "--intermediate_size", "64", "--importance_lines", "8", "--output_dir", str(tmp_path / "out")]
-    assert main(argv) == 2
+    assert cli_main(["prune", *argv]) == 2
     assert "disk full" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["distil", "empty.txt"]  # nothing half-written
 

@@ -90,7 +90,7 @@ def test_bad_tokens_are_rejected_and_nothing_is_written(published, tiny_run, tok
     hub, _, _ = published
     commits, blobs = len(hub.repo("time/time-da-xs").commits), hub.blob_count()
     result = publish(hub, tiny_run, token, "--repo_id", "time/time-da-xs")
-    assert result.returncode == 1 and message in result.stderr
+    assert result.returncode == 2 and message in result.stderr
     assert len(hub.repo("time/time-da-xs").commits) == commits and hub.blob_count() == blobs
     if token:
         assert token not in result.stdout + result.stderr

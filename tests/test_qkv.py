@@ -16,13 +16,13 @@ from transformers import (
 )
 from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb
 
+from time_hub.distill.command import distill
 from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments
 from time_hub.distill.qkv import QKVCapture, adapter_for, encoder_layers, model_family, truncate_after
 from time_hub.distill.relations import minilm_relation_loss
 from time_hub.distill.select import SelectArguments, select
 from time_hub.distill.student import StudentArguments, build_student, student_config
-from time_hub.distill.train import distill
 
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64)
 CONFIGS = {

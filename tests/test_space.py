@@ -23,7 +23,7 @@ from hub_server import (
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from time_hub.publish.space import discover, load_app, read_models_file  # noqa: E402
+from time_hub.publish.space import SpaceError, discover, load_app, read_models_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NER_TEXT = "Mette Frederiksen besøgte Aarhus i går."
@@ -210,7 +210,7 @@ def test_models_file_resolves_relative_paths_and_rejects_unknown_keys(tmp_path, 
     assert entry["ner"] == str(tmp_path / "ner") and entry["teacher"] == "org/teacher" and entry["ud"] is None
     good["models"]["da"]["xs"]["nre"] = "typo"
     (tmp_path / "models.json").write_text(json.dumps(good))
-    with pytest.raises(RuntimeError, match="da/xs: unknown keys \\['nre'\\]"):
+    with pytest.raises(SpaceError, match="da/xs: unknown keys \\['nre'\\]"):
         read_models_file(tmp_path / "models.json")
 
 
@@ -275,7 +275,7 @@ def test_publish_refuses_local_folders_and_dry_run_needs_no_token(hub, tmp_path,
     local = tmp_path / "local.json"
     local.write_text(json.dumps({"format": 1, "models": {"da": {"xs": {"ner": tiny_models["da"]["tiny"]["ner"]}}}}))
     refused = _space(hub, "--repo_id", "time/x", "--models_file", str(local), "--stage_dir", str(tmp_path / "s"))
-    assert refused.returncode == 1 and "cannot read local folders" in refused.stderr
+    assert refused.returncode == 2 and "cannot read local folders" in refused.stderr
     dry = _space(hub, "--repo_id", "time/x", "--dry_run", "true", "--stage_dir", str(tmp_path / "s"), token=None)
     assert dry.returncode == 0, dry.stderr
     assert "would upload time/x" in dry.stdout and "models.json" in dry.stdout and hub.repo("time/x", "space") is None

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from time_hub.recipe import RecipeError
+from time_hub.arguments import RecipeError
+from time_hub.cli import main as cli_main
 from time_hub.tasks import commands
 from time_hub.tasks.results import TaskResults
 
@@ -60,7 +61,7 @@ def test_output_dir_is_required_and_errors_exit_2(capsys, tmp_path):
         commands.parse_finetune(["--task", "ner", "--model", "m", "--train", "t"])
     recipe = tmp_path / "r.yaml"
     recipe.write_text("task: ner\nbogus: 1\n")
-    assert commands.finetune_main(["--config", str(recipe), *REQUIRED]) == 2
+    assert cli_main(["finetune", "--config", str(recipe), *REQUIRED]) == 2
     assert "r.yaml: unknown key 'bogus'" in capsys.readouterr().err
 
 
@@ -95,7 +96,7 @@ def test_bad_data_is_one_clear_error(capsys, tmp_path, tiny_bert_dir):
         "--output_dir",
         str(tmp_path / "o"),
     ]
-    assert commands.finetune_main(argv) == 1
+    assert cli_main(["finetune", *argv]) == 2
     assert "bad.iob2:2: invalid IOB2 tag 'X-PER'" in capsys.readouterr().err
 
 
@@ -165,5 +166,5 @@ def test_compare_main(tmp_path, capsys):
     assert out[2] == "| teacher | 10.0 | 60.00 (100.0%) | 80.00 (100.0%) |"  # the reference row comes first
     assert out[3] == "| student | 10.0 | 30.00 (50.0%) | 40.00 (50.0%) |"
     (tmp_path / "broken.json").write_text("{")
-    assert commands.compare_main([str(teacher), str(tmp_path / "broken.json")]) == 2
+    assert cli_main(["compare", str(teacher), str(tmp_path / "broken.json")]) == 2
     assert "broken.json: not valid JSON" in capsys.readouterr().err

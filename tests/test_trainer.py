@@ -7,10 +7,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer, BertConfig, TrainerCallback
 
+from time_hub.distill.command import distill
 from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments
 from time_hub.distill.student import StudentArguments
-from time_hub.distill.train import distill
 from time_hub.distill.trainer import PROJECTIONS_FILE, SETTINGS_FILE
 
 

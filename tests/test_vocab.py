@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel
 
-from time_hub.compress.vocab import main as trim_main
+from time_hub.cli import main as cli_main
 from time_hub.compress.vocab import trim_vocabulary
 
 SPECIALS = ("bos_token_id", "pad_token_id", "eos_token_id", "unk_token_id", "mask_token_id", "cls_token_id")
@@ -103,10 +103,10 @@ def test_bad_inputs_name_the_problem(tmp_path, tiny_bert_dir, da_lines, capsys):
     corpus = tmp_path / "da.txt"
     corpus.write_text("\n".join(da_lines[:10]), encoding="utf-8")
     argv = [str(tiny_bert_dir), "--corpus", str(corpus), "--output_dir", str(tmp_path / "e")]
-    assert trim_main([*argv, "--size", "5000", "--coverage", "0.9"]) == 2
-    assert trim_main([*argv, "--coverage", "1.5"]) == 2
-    assert trim_main([*argv, "--size", "10"]) == 2
-    assert trim_main([*argv[:2], str(tmp_path / "missing.txt"), *argv[3:], "--size", "5000"]) == 2
+    assert cli_main(["trim-vocab", *argv, "--size", "5000", "--coverage", "0.9"]) == 2
+    assert cli_main(["trim-vocab", *argv, "--coverage", "1.5"]) == 2
+    assert cli_main(["trim-vocab", *argv, "--size", "10"]) == 2
+    assert cli_main(["trim-vocab", *argv[:2], str(tmp_path / "missing.txt"), *argv[3:], "--size", "5000"]) == 2
     err = capsys.readouterr().err
     assert "exactly one of size or coverage" in err and "coverage must be in (0, 1]" in err
     assert "must be kept" in err and "missing.txt" in err
@@ -117,7 +117,7 @@ def test_command_reads_several_files(tmp_path, tiny_bert_dir, da_lines, capsys):
     for f, lines in zip(files, (da_lines[:200], da_lines[200:400], da_lines[-50:])):
         f.write_text("\n".join(lines), encoding="utf-8")
     argv = [str(tiny_bert_dir), "--corpus", str(files[0]), str(files[1]), "--heldout", str(files[2])]
-    assert trim_main([*argv, "--output_dir", str(tmp_path / "out"), "--coverage", "0.99"]) == 0
+    assert cli_main(["trim-vocab", *argv, "--output_dir", str(tmp_path / "out"), "--coverage", "0.99"]) == 0
     report = json.loads((tmp_path / "out" / "trim_report.json").read_text())
     assert report["corpus"]["files"] == [str(files[0]), str(files[1])] and report["corpus"]["lines"] == 400
     assert report["check"]["sentences"] == 50 and "wrote" in capsys.readouterr().out

@@ -27,9 +27,9 @@ from transformers import (
     DataCollatorForTokenClassification,
 )
 
+from time_hub.arguments import parse_command
 from time_hub.bench.models import OnnxEncoder
 from time_hub.jsonfile import write_json
-from time_hub.recipe import parse_command
 
 logger = logging.getLogger(__name__)
 # architectures suffix -> (Auto class, output names)
@@ -142,14 +142,15 @@ def ner_scores(predict_logits, tokenizer, config, eval_file: str) -> dict[str, f
 
 
 def export(args: ExportArguments) -> dict:
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model, names = load_for_export(args.model)
+    model, names = load_for_export(args.model)  # every input is read before anything is written
+    model.eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model.config.save_pretrained(out)
-    tokenizer.save_pretrained(out)
     lines = Path(args.sentences_file).read_text(encoding="utf-8").splitlines()
     sentences = [s for s in lines if s.strip()][: args.check_sentences]
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(out)
+    tokenizer.save_pretrained(out)
     variants = {"fp32": export_onnx(model, names, tokenizer, out / "model.onnx", args.opset)}
     if args.quantize:
         variants["int8"] = quantize_int8(variants["fp32"], out / "model-int8.onnx")
@@ -178,12 +179,9 @@ def export(args: ExportArguments) -> dict:
 
 def main(argv: list[str]) -> int:
     parsed = parse_command("time-hub export", __doc__.strip().splitlines()[0], (ExportArguments,), argv, "model")
-    if isinstance(parsed, int):
-        return parsed
+    if parsed is None:
+        return 0
     ((args,), _) = parsed
-    # onnx_ir and onnxruntime's quantizer log one INFO line per node: keep their warnings, and our own INFO.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("time_hub").setLevel(logging.INFO)
     report = export(args)
     for name, variant in report["variants"].items():
         diff = variant["max_abs_diff_vs_pytorch"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import logging
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,9 +33,9 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from time_hub.arguments import parse_command
 from time_hub.jsonfile import write_json
 from time_hub.publish.hub import staged_folder
-from time_hub.recipe import parse_command
 
 logger = logging.getLogger(__name__)
 SUPPORTED = ("bert", "roberta", "xlm-roberta")
@@ -469,15 +468,10 @@ def prune(args: PruneArguments) -> dict:
 
 def main(argv: list[str]) -> int:
     parsed = parse_command("time-hub prune", __doc__.strip().splitlines()[0], (PruneArguments,), argv, "model")
-    if isinstance(parsed, int):
-        return parsed
+    if parsed is None:
+        return 0
     ((args,), _) = parsed
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        report = prune(args)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    report = prune(args)
     p, h = report["parameters"], report["heads"]
     print(f"layers {report['layers']}, heads {h['before']} -> {h['after']}, hidden {report['hidden_size']['before']} "
           f"-> {report['hidden_size']['after']} ({report['hidden_init'] or 'kept'}), FFN "

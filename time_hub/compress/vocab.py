@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import sys
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,8 +37,8 @@ from tokenizers import Tokenizer
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from time_hub.arguments import parse_command
 from time_hub.jsonfile import write_json
-from time_hub.recipe import RecipeError, help_text, parse
 
 SPM = "sentencepiece.bpe.model"
 METASPACE = "\u2581"
@@ -361,20 +360,15 @@ def _gather_lists(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if "-h" in argv or "--help" in argv:
-        print(help_text("time-hub trim-vocab", __doc__.strip().splitlines()[0], (TrimArguments,)))
+    description = __doc__.strip().splitlines()[0]
+    parsed = parse_command("time-hub trim-vocab", description, (TrimArguments,), _gather_lists(argv), "model")
+    if parsed is None:
         return 0
-    if argv and not argv[0].startswith("--"):
-        argv = ["--model", *argv]
-    try:
-        ((args,), _) = parse((TrimArguments,), _gather_lists(argv))
-        report = trim_vocabulary(
-            args.model, read_lines(args.corpus), args.output_dir, args.size, args.coverage,
-            read_lines(args.heldout) if args.heldout else None, args.chars, args.corpus, args.check_sentences,
-        )  # fmt: skip
-    except (RecipeError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    ((args,), _) = parsed
+    report = trim_vocabulary(
+        args.model, read_lines(args.corpus), args.output_dir, args.size, args.coverage,
+        read_lines(args.heldout) if args.heldout else None, args.chars, args.corpus, args.check_sentences,
+    )  # fmt: skip
     p, v, c = report["parameters"], report["vocab_size"], report["check"]
     print(f"vocabulary {v['before']} -> {v['after']}, parameters {p['before']['total']:,} -> {p['after']['total']:,}, "
           f"corpus coverage {report['coverage']:.4f}")  # fmt: skip

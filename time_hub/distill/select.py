@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, DataCollatorWithPadding
 
+from time_hub.arguments import parse_command
+from time_hub.distill.command import RUN_CONFIG
 from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments, build_validation
-from time_hub.distill.train import RUN_CONFIG
 from time_hub.distill.trainer import SETTINGS_FILE, DistillationTrainer, load_teacher
-from time_hub.recipe import parse_command
 
 logger = logging.getLogger(__name__)
 SELECTION_FILE = "selection.json"
@@ -145,10 +145,9 @@ def copy_checkpoint(source: Path, target: Path) -> Path:
 
 def main(argv: list[str]) -> int:
     parsed = parse_command("time-hub select", __doc__.strip().splitlines()[0], (SelectArguments,), argv, "run_dir")
-    if isinstance(parsed, int):
-        return parsed
+    if parsed is None:
+        return 0
     ((args,), _) = parsed
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     report = select(args)
     best, rand = report["best"], report["random_init"]
     print(f"best checkpoint: {report['best_dir']} ({best['checkpoint']}, step {best['step']})")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,8 +24,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from time_hub.arguments import InputError, parse_command
 from time_hub.publish.card import CardInputs, write_card
-from time_hub.recipe import parse_command
 
 logger = logging.getLogger(__name__)
 # Files of a model folder that belong in its Hub repository (training state, optimizer and args do not).
@@ -43,7 +42,7 @@ MODEL_FILES = (
 TASKS = ("ner", "qa", "ud")
 
 
-class PublishError(RuntimeError):
+class PublishError(InputError):
     """A clear, single-line reason why nothing (more) was published."""
 
 
@@ -254,15 +253,10 @@ def publish(args: PublishArguments) -> dict:
 
 def main(argv: list[str]) -> int:
     parsed = parse_command("time-hub publish", __doc__.strip().splitlines()[0], (PublishArguments,), argv, "run_dir")
-    if isinstance(parsed, int):
-        return parsed
+    if parsed is None:
+        return 0
     ((args,), _) = parsed
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        report = publish(args)
-    except (PublishError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    report = publish(args)
     print_report(report, args.dry_run)
     if "collection" in report:
         print(f"collection: {report['collection']}")

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from time_hub.recipe import RecipeError, help_text, parse
+from time_hub.arguments import InputError, parse_command
 
 SPACE_DIR = Path(__file__).resolve().parents[2] / "space"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 SKIP = re.compile(r"^(checkpoint-\d+|publish|bench|\..*)$")  # folders discovery never enters
 
 
-class SpaceError(RuntimeError):
+class SpaceError(InputError):
     """A clear, single-line reason why the Space cannot be served or published."""
 
 
@@ -271,26 +271,22 @@ def publish(args: SpacePublishArguments) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from time_hub.publish.hub import PublishError, print_report
+    from time_hub.publish.hub import print_report
 
     commands = {"serve": ServeArguments, "publish": SpacePublishArguments}
-    if not argv or argv[0] not in commands or "-h" in argv or "--help" in argv:
-        command = argv[0] if argv and argv[0] in commands else None
-        classes = (commands[command],) if command else tuple(commands.values())
-        print(help_text(f"time-hub space {command or '{serve,publish}'}", __doc__.strip().splitlines()[0], classes))
-        return 0 if argv and ("-h" in argv or "--help" in argv) else 2
-    try:
-        ((args,), _) = parse((commands[argv[0]],), argv[1:])
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        if argv[0] == "serve":
-            serve(args)
-            return 0
-        report = publish(args)
-    except (SpaceError, PublishError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print_report(report, args.dry_run, "space")
+    description = __doc__.strip().splitlines()[0]
+    if not argv or argv[0] not in commands:
+        parse_command("time-hub space {serve,publish}", description, tuple(commands.values()), ["--help"])
+        if argv and argv[0] not in ("-h", "--help"):
+            raise InputError(f"the command line: unknown space command {argv[0]!r} (serve or publish)")
+        return 0
+    prog, classes = f"time-hub space {argv[0]}", (commands[argv[0]],)
+    parsed = parse_command(prog, description, classes, argv[1:], empty_is_help=argv[0] != "serve")
+    if parsed is None:
+        return 0
+    ((args,), _) = parsed
+    if argv[0] == "serve":
+        serve(args)
+        return 0
+    print_report(publish(args), args.dry_run, "space")
     return 0

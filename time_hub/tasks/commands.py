@@ -1,6 +1,6 @@
 """`time-hub finetune`, `time-hub evaluate` and `time-hub compare`: argument parsing and dispatch by task.
 
-finetune/evaluate read `[--config RECIPE.yaml] [--key value ...]` through `time_hub.recipe` (flat keys = fields of
+finetune/evaluate read `[--config RECIPE.yaml] [--key value ...]` through `time_hub.arguments` (flat keys = fields of
 the dataclasses below and, for finetune, `TrainingArguments`; command-line keys override the recipe; unknown keys and
 ill-typed values are errors naming the file or command line and the key). Each task module (`time_hub.tasks.ud`,
 `.ner`, `.qa`) is imported only when its task is asked for, and provides
@@ -10,17 +10,15 @@ ill-typed values are errors naming the file or command line and the key). Each t
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
 from transformers import TrainingArguments
 
-from time_hub.recipe import RecipeError, help_text, parse
+from time_hub.arguments import RecipeError, parse_command
 from time_hub.tasks import committee
 from time_hub.tasks.results import TaskResults
 
@@ -101,82 +99,62 @@ def _set(args, names: tuple[str, ...]) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-def parse_finetune(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
-    """Recipe + overrides -> dataclasses. `output_dir` must be given: a default folder would collect stray runs."""
-    (finetune_args, training_args), values = parse((FinetuneArguments, TrainingArguments), argv)
+def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> TaskResults:
+    """Fine-tune `args.model` on `args.task` (or a committee of N): the best model and results.json in output_dir."""
+    options = _set(args, ("max_length", "early_stopping_patience", "head_learning_rate", *QA_OPTIONS))
+    module = _task_module(args.task)
+    if args.committee is None:
+        return module.finetune(args.model, args.train, args.dev, training_args.output_dir, training_args, **options)
+    evaluate_options = {k: v for k, v in options.items() if k in SCORED_WITH.get(args.task, ())}
+    return committee.finetune(
+        args.task, module, args.model, args.committee, args.train, args.dev, training_args.output_dir,
+        training_args, evaluate_options, **options,
+    )  # fmt: skip
+
+
+def evaluate(args: EvaluateArguments) -> TaskResults:
+    """Score a fine-tuned model on one data file; results.json written to `args.output` when given."""
+    options = _set(args, tuple(EVALUATE_OPTIONS))
+    module = _task_module(args.task)
+    results = module.evaluate(args.model, args.data, args.split, args.batch_size, args.predictions, **options)
+    if args.output:
+        results.save(args.output)
+    return results
+
+
+def parse_finetune(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments] | None:
+    """Recipe + overrides -> dataclasses (None after --help). `output_dir` must be given: a default folder would
+    collect stray runs."""
+    description = "Fine-tune an encoder on a task; save the best model and results.json in output_dir."
+    parsed = parse_command("time-hub finetune", description, (FinetuneArguments, TrainingArguments), argv)
+    if parsed is None:
+        return None
+    (finetune_args, training_args), values = parsed
     if "output_dir" not in values:
         raise RecipeError("the command line: --output_dir is required")
     return finetune_args, training_args
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def finetune_main(argv: list[str]) -> int:
     """`time-hub finetune --task ud|ner|qa --model M --train F [--dev F] --output_dir D [--committee N] [--config R]
     [--key v]`."""
-    if not argv or "-h" in argv or "--help" in argv:
-        description = "Fine-tune an encoder on a task; save the best model and results.json in output_dir."
-        print(help_text("time-hub finetune", description, (FinetuneArguments, TrainingArguments)))
+    parsed = parse_finetune(argv)
+    if parsed is None:
         return 0
-    try:
-        args, training_args = parse_finetune(argv)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    _setup_logging()
-    options = _set(args, ("max_length", "early_stopping_patience", "head_learning_rate", *QA_OPTIONS))
-    try:
-        if args.committee is None:
-            results = _task_module(args.task).finetune(
-                args.model, args.train, args.dev, training_args.output_dir, training_args, **options
-            )
-        else:
-            evaluate_options = {k: v for k, v in options.items() if k in SCORED_WITH.get(args.task, ())}
-            results = committee.finetune(
-                args.task,
-                _task_module(args.task),
-                args.model,
-                args.committee,
-                args.train,
-                args.dev,
-                training_args.output_dir,
-                training_args,
-                evaluate_options,
-                **options,
-            )
-    except (ValueError, OSError) as e:  # bad data or paths: the message names the file and line or key
-        logger.debug("finetune failed", exc_info=True)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    args, training_args = parsed
+    results = finetune(args, training_args)
     print(f"{args.task} model saved to {training_args.output_dir}; {results.split} {_summary(results)}")
     return 0
 
 
 def evaluate_main(argv: list[str]) -> int:
     """`time-hub evaluate --task ud|ner|qa --model DIR --data FILE [--split dev] [--output results.json]`."""
-    if not argv or "-h" in argv or "--help" in argv:
-        description = "Score a fine-tuned model on a data file; print the metrics, optionally save results.json."
-        print(help_text("time-hub evaluate", description, (EvaluateArguments,)))
+    description = "Score a fine-tuned model on a data file; print the metrics, optionally save results.json."
+    parsed = parse_command("time-hub evaluate", description, (EvaluateArguments,), argv)
+    if parsed is None:
         return 0
-    try:
-        ((args,), _) = parse((EvaluateArguments,), argv)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    _setup_logging()
-    options = _set(args, tuple(EVALUATE_OPTIONS))
-    try:
-        results = _task_module(args.task).evaluate(
-            args.model, args.data, args.split, args.batch_size, args.predictions, **options
-        )
-    except (ValueError, OSError) as e:  # bad data or paths: the message names the file and line or key
-        logger.debug("evaluate failed", exc_info=True)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    if args.output:
-        results.save(args.output)
+    ((args,), _) = parsed
+    results = evaluate(args)
     print(json.dumps(results.metrics, indent=2))
     print(f"{args.task} {args.split}: {_summary(results)}" + (f" -> {args.output}" if args.output else ""))
     return 0
@@ -224,22 +202,25 @@ def format_comparison(rows: list[tuple[str, TaskResults]], reference: TaskResult
     return "\n".join([*lines, "", note])
 
 
+@dataclass
+class CompareArguments:
+    results: list[str] = field(metadata={"help": "results.json files, one per model"})
+    reference: str | None = field(default=None, metadata={"help": "results.json of the reference (default: first)"})
+    markdown: bool = field(default=False, metadata={"help": "print a Markdown table"})
+
+
 def compare_main(argv: list[str]) -> int:
     """`time-hub compare RESULTS.json... [--reference FILE] [--markdown]`."""
-    parser = argparse.ArgumentParser(prog="time-hub compare", description=compare_main.__doc__)
-    parser.add_argument("results", nargs="+", help="results.json files, one per model")
-    parser.add_argument("--reference", help="results.json of the reference model (default: the first file)")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    args = parser.parse_args(argv)
+    description = "Compare results.json files: one row per model, retention vs the reference."
+    parsed = parse_command("time-hub compare", description, (CompareArguments,), argv, "results", many=True)
+    if parsed is None:
+        return 0
+    ((args,), _) = parsed
     paths = ([args.reference] if args.reference and args.reference not in args.results else []) + args.results
-    try:
-        loaded = [TaskResults.load(path) for path in paths]
-        reference = TaskResults.load(args.reference) if args.reference else loaded[0]
-        names = [r.model for r in loaded]
-        if len(set(names)) < len(names):  # the same model on several files: tell the rows apart by file
-            names = paths
-        print(format_comparison(list(zip(names, loaded)), reference, args.markdown))
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    loaded = [TaskResults.load(path) for path in paths]
+    reference = TaskResults.load(args.reference) if args.reference else loaded[0]
+    names = [r.model for r in loaded]
+    if len(set(names)) < len(names):  # the same model on several files: tell the rows apart by file
+        names = paths
+    print(format_comparison(list(zip(names, loaded)), reference, args.markdown))
     return 0

@@ -15,7 +15,6 @@ import dataclasses
 import difflib
 import enum
 import re
-import sys
 import types
 import typing
 from pathlib import Path
@@ -42,8 +41,18 @@ def yaml_value(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-class RecipeError(ValueError):
+class InputError(ValueError):
+    """Bad input (a file, line, key or credential), named in the message: `time-hub` prints it as one `error:` line
+    and exits 2. Commands raise it (or ValueError / OSError from the readers, which name the file) and never exit
+    themselves."""
+
+
+class RecipeError(InputError):
     """A recipe or override that cannot become the requested dataclasses."""
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -134,8 +143,9 @@ def load_recipe(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
     return {**defaults, **values}, {**dict.fromkeys(defaults, str(base_path)), **sources}
 
 
-def parse_overrides(argv: list[str]) -> dict[str, Any]:
-    """`--key value` / `--key=value` pairs; values are read as YAML scalars (`true`, `3`, `[a, b]`)."""
+def parse_overrides(argv: list[str], flags: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """`--key value` / `--key=value` pairs; values are read as YAML scalars (`true`, `3`, `[a, b]`). A key in `flags`
+    (the boolean fields) may also stand alone: `--markdown` is `--markdown true`."""
     out: dict[str, Any] = {}
     i = 0
     while i < len(argv):
@@ -144,10 +154,11 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
             raise RecipeError(f"{CLI}: expected --key value, got {arg!r}")
         key, eq, value = arg[2:].partition("=")
         if not eq:
-            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+            alone = i + 1 >= len(argv) or argv[i + 1].startswith("--")
+            if alone and key not in flags:
                 raise RecipeError(f"{CLI}: --{key} needs a value")
-            value = argv[i + 1]
-            i += 1
+            value = "true" if alone else argv[i + 1]
+            i += 0 if alone else 1
         if key in out:
             raise RecipeError(f"{CLI}: --{key} given twice (lists are written --{key} '[a, b]')")
         out[key] = yaml_value(value) if value != "" else ""
@@ -167,6 +178,10 @@ def build(dataclass_types: tuple[type, ...], values: dict[str, Any], sources: di
     out = []
     for cls, types_ in fields.items():
         kwargs = {k: coerce(v, types_[k], f"{sources[k]}: key '{k}'") for k, v in values.items() if k in types_}
+        missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in kwargs and _required(f)]
+        if missing:
+            origin = sorted({sources[k] for k in kwargs} | {CLI})
+            raise RecipeError(f"{' / '.join(origin)}: missing required key(s) {', '.join(map(repr, missing))}")
         try:
             out.append(cls(**kwargs))
         except (ValueError, TypeError) as e:
@@ -187,7 +202,8 @@ def parse(dataclass_types: tuple[type, ...], argv: list[str]) -> tuple[tuple[Any
         path = argv[i + 1]
         del argv[i : i + 2]
         values, sources = load_recipe(path)
-    overrides = parse_overrides(argv)
+    flags = frozenset(k for cls in dataclass_types for k, tp in _field_types(cls).items() if tp is bool)
+    overrides = parse_overrides(argv, flags)
     values.update(overrides)
     sources.update(dict.fromkeys(overrides, CLI))
     return build(dataclass_types, values, sources), values
@@ -201,12 +217,12 @@ def help_text(prog: str, description: str, dataclass_types: tuple[type, ...]) ->
         for f in dataclasses.fields(cls):
             if not f.init:
                 continue
-            if f.default is not dataclasses.MISSING:
-                default = f"default {f.default!r}"
-            elif f.default_factory is not dataclasses.MISSING:
-                default = f"default {f.default_factory()!r}"
-            else:
+            if _required(f):
                 default = "required"
+            elif f.default is not dataclasses.MISSING:
+                default = f"default {f.default!r}"
+            else:
+                default = f"default {f.default_factory()!r}"
             help_ = " ".join(str(f.metadata.get("help", "")).split())
             lines.append(f"  --{f.name} ({default}) {help_}".rstrip())
         lines.append("")
@@ -220,20 +236,18 @@ def parse_command(
     argv: list[str],
     positional: str | None = None,
     many: bool = False,
-) -> tuple[tuple[Any, ...], dict[str, Any]] | int:
-    """A command's argv: no arguments or `--help` print the help; leading values before the first `--key` fill key
-    `positional` (all of them as a list with `many`, else one); then `parse`. Returns what `parse` returns, or the
-    exit code (0 after help, 2 after printing the error) for `main` to return."""
-    if not argv or "-h" in argv or "--help" in argv:
+    empty_is_help: bool = True,
+) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """Every command's argv: `--help` (or no arguments, with `empty_is_help`) prints the help and returns None (the
+    command returns 0);
+    leading values before the first `--key` fill key `positional` (all of them as a list with `many`, else one);
+    then `parse`, whose RecipeError `time-hub` prints as one line (exit 2)."""
+    if (empty_is_help and not argv) or "-h" in argv or "--help" in argv:
         print(help_text(prog, description, dataclass_types))
-        return 0
+        return None
     argv, leading = list(argv), []
     while positional and argv and not argv[0].startswith("--") and (many or not leading):
         leading.append(argv.pop(0))
     if leading:
         argv = [f"--{positional}", "[" + ", ".join(leading) + "]" if many else leading[0], *argv]
-    try:
-        return parse(dataclass_types, argv)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return parse(dataclass_types, argv)

@@ -13,12 +13,12 @@ from pathlib import Path
 from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from time_hub.arguments import parse_command
 from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments, build_corpus
 from time_hub.distill.student import StudentArguments, build_student, count_parameters, prune_student
 from time_hub.distill.trainer import DistillationTrainer, load_teacher
 from time_hub.publish.callback import CardDataCallback
-from time_hub.recipe import parse_command
 
 logger = logging.getLogger(__name__)
 DATACLASSES = (DistillationConfig, StudentArguments, CorpusArguments)
@@ -93,10 +93,9 @@ def main(argv: list[str]) -> int:
     parsed = parse_command(
         "time-hub distill", "Distill a student from a frozen teacher (MiniLMv2).", DATACLASSES, argv
     )
-    if isinstance(parsed, int):
-        return parsed
+    if parsed is None:
+        return 0
     (args, student_args, corpus_args), recipe = parsed
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     trainer = distill(args, student_args, corpus_args, recipe)
     print(f"student saved to {trainer.args.output_dir} after {trainer.state.global_step} steps")
     return 0

@@ -1,7 +1,7 @@
 import pytest
 
-from time_hub.distill.train import DATACLASSES
-from time_hub.recipe import RecipeError, parse
+from time_hub.arguments import RecipeError, parse
+from time_hub.distill.command import DATACLASSES
 
 # Every recipe file in the repository is parsed by tests/test_recipes.py (`time-hub recipes validate`).
 
@@ -58,7 +58,7 @@ def test_unreadable_or_non_mapping_recipe(tmp_path):
 
 
 def test_a_key_given_twice_on_the_command_line_is_an_error():
-    from time_hub.recipe import parse_overrides
+    from time_hub.arguments import parse_overrides
 
     with pytest.raises(RecipeError, match="--quality given twice"):
         parse_overrides(["--quality", "a=1", "--quality", "b=2"])

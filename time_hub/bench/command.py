@@ -13,11 +13,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from time_hub.arguments import parse_command
 from time_hub.bench.measure import TimingSettings, measure, measure_isolated, settings_dict, speedups
 from time_hub.bench.report import SCHEMA_VERSION, plot_pareto, plot_throughput, table
 from time_hub.jsonfile import write_json
 from time_hub.provenance import machine_info, software_versions
-from time_hub.recipe import parse_command
 from time_hub.tasks.results import TaskResults
 
 logger = logging.getLogger(__name__)
@@ -128,10 +128,9 @@ def write_outputs(result: dict, args: BenchArguments) -> list[Path]:
 def main(argv: list[str]) -> int:
     description, classes = __doc__.strip().splitlines()[0], (BenchArguments, TimingSettings)
     parsed = parse_command("time-hub bench", description, classes, argv, "models", many=True)
-    if isinstance(parsed, int):
-        return parsed
+    if parsed is None:
+        return 0
     (args, timing), _ = parsed
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = bench(args, timing)
     written = write_outputs(result, args)
     print(table(result))

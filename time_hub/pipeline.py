@@ -17,14 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from time_hub.arguments import build, load_recipe, parse_command
+from time_hub.cli import process_rank
 from time_hub.jsonfile import write_json
-from time_hub.recipe import load_recipe, parse_command
 
 logger = logging.getLogger(__name__)
 TASKS = ("ud", "ner", "qa")
@@ -122,10 +122,11 @@ class Pipeline:
         return key
 
 
-def _call(main: Callable[[list[str]], int], argv: list[str]) -> None:
-    code = main(argv)
-    if code:
-        raise RuntimeError(f"{main.__module__} exited with {code} for: {' '.join(argv)}")
+def from_recipe(classes: tuple[type, ...], recipe: str, **values) -> tuple:
+    """A stage's dataclasses: its recipe's keys, with the values this run sets (named as `time-hub run` in errors)."""
+    recipe_values, sources = load_recipe(recipe)
+    sources |= dict.fromkeys(values, "time-hub run")
+    return build(classes, recipe_values | values, sources)
 
 
 def _ud_data(args: RunArguments, out: Path) -> tuple[str, str]:
@@ -153,29 +154,30 @@ def _ner_data(args: RunArguments, out: Path) -> tuple[str, str]:
     return str(path), dev
 
 
-def _task_of(results_file: Path) -> str:
-    return json.loads(results_file.read_text())["task"]
-
-
 def run(args: RunArguments) -> dict:
-    from time_hub.distill.select import main as select_main
-    from time_hub.distill.train import main as distill_main
-    from time_hub.tasks.commands import evaluate_main, finetune_main
+    from transformers import TrainingArguments
+
+    from time_hub.distill.command import DATACLASSES, distill
+    from time_hub.distill.select import SelectArguments, select
+    from time_hub.tasks.commands import EvaluateArguments, FinetuneArguments, evaluate, finetune
 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(out)
     distill_values, _ = load_recipe(args.distill_recipe)
-    distill_argv = ["--config", args.distill_recipe, "--output_dir", str(out)]
-    if any(out.glob("checkpoint-*")):
-        distill_argv += ["--resume_from_checkpoint", "last"]
-    distilled = pipeline.stage(
-        "distill", [distill_values], [out / "model.safetensors"], lambda: _call(distill_main, distill_argv)
-    )
-    if int(os.environ.get("RANK", "0")) != 0:
+
+    def distill_stage():
+        values = {"output_dir": str(out)}
+        if any(out.glob("checkpoint-*")):
+            values["resume_from_checkpoint"] = "last"
+        config, student_args, corpus_args = from_recipe(DATACLASSES, args.distill_recipe, **values)
+        distill(config, student_args, corpus_args, recipe=distill_values | values)
+
+    distilled = pipeline.stage("distill", [distill_values], [out / "model.safetensors"], distill_stage)
+    if process_rank() != 0:
         return {"stages": pipeline.summary}
     selected = pipeline.stage(
-        "select", [distilled], [out / "selection.json", out / "best"], lambda: _call(select_main, [str(out)])
+        "select", [distilled], [out / "selection.json", out / "best"], lambda: select(SelectArguments(str(out)))
     )
 
     task_keys, results = {}, []
@@ -188,21 +190,19 @@ def run(args: RunArguments) -> dict:
             args.ner_train_sentences if task == "ner" else None,
         ]
 
-        def finetune(task=task, recipe=recipe, task_dir=task_dir):
+        def finetune_stage(task=task, recipe=recipe, task_dir=task_dir):
             train, dev = {"ud": _ud_data, "ner": _ner_data}.get(task, lambda a, o: (a.qa_train, a.qa_dev))(args, out)
-            argv = ["--config", recipe, "--task", task, "--model", str(out / "best"), "--train", train]
-            argv += ["--dev", dev or train, "--output_dir", str(task_dir)]
-            _call(finetune_main, argv)
+            finetune(*from_recipe((FinetuneArguments, TrainingArguments), recipe, task=task, model=str(out / "best"),
+                                  train=train, dev=dev or train, output_dir=str(task_dir)))  # fmt: skip
 
-        task_keys[task] = pipeline.stage(f"finetune-{task}", inputs, [task_dir / "results.json"], finetune)
+        task_keys[task] = pipeline.stage(f"finetune-{task}", inputs, [task_dir / "results.json"], finetune_stage)
         results.append(task_dir / "results.json")
         test = dict(pair.split("=", 1) for pair in args.test_data).get(task)
         if test:
-            argv = ["--task", task, "--model", str(task_dir), "--data", test, "--split", "test"]
-            argv += ["--output", str(task_dir / "results-test.json")]
+            evaluate_args = EvaluateArguments(task, str(task_dir), test, "test", str(task_dir / "results-test.json"))
             task_keys[task] = pipeline.stage(
                 f"evaluate-{task}", [task_keys[task], test], [task_dir / "results-test.json"],
-                lambda argv=argv: _call(evaluate_main, argv),
+                lambda evaluate_args=evaluate_args: evaluate(evaluate_args),
             )  # fmt: skip
             results.append(task_dir / "results-test.json")
 
@@ -210,8 +210,8 @@ def run(args: RunArguments) -> dict:
     bench_dir = out / "bench"
 
     def bench_stage():
+        from time_hub.bench.command import BenchArguments, bench, write_outputs
         from time_hub.bench.measure import TimingSettings
-        from time_hub.bench.run import BenchArguments, bench, write_outputs
 
         quality = [f"{out / 'best'}={p}" for p in results if json.loads(p.read_text())["task"] == "ner"]
         quality += [
@@ -286,10 +286,9 @@ def summary_text(report: dict, teacher_results: list[str] = ()) -> str:
 
 def main(argv: list[str]) -> int:
     parsed = parse_command("time-hub run", __doc__.strip().splitlines()[0], (RunArguments,), argv, "config")
-    if isinstance(parsed, int):
-        return parsed
+    if parsed is None:
+        return 0
     ((args,), _) = parsed
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
     report = run(args)
     if "card" in report:

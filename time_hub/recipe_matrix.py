@@ -1,5 +1,5 @@
 """`time-hub recipes`: the release matrix (list), checking every recipe file (validate), costing one (plan), and
-writing the recipes of a new language (new). Loading one recipe into dataclasses is `time_hub.recipe`'s job.
+writing the recipes of a new language (new). Loading one recipe into dataclasses is `time_hub.arguments`'s job.
 
     time-hub recipes list
     time-hub recipes validate [FILE ...]          # default: every recipe under recipes/
@@ -13,14 +13,13 @@ TrainingArguments), `run/` and `demo/run-*` (RunArguments of `time-hub run`), `a
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from time_hub.recipe import RecipeError, load_recipe, parse
+from time_hub.arguments import RecipeError, load_recipe, parse, parse_command
 
 ROOT = Path("recipes")
 SIZES = ("xs", "s", "m")
@@ -45,7 +44,7 @@ def kind_of(path: Path) -> str | None:
 
 def _dataclasses(kind: str) -> tuple[type, ...]:
     if kind == "distill":
-        from time_hub.distill.train import DATACLASSES
+        from time_hub.distill.command import DATACLASSES
 
         return DATACLASSES
     if kind == "finetune":
@@ -54,7 +53,7 @@ def _dataclasses(kind: str) -> tuple[type, ...]:
         from time_hub.tasks.commands import FinetuneArguments
 
         return FinetuneArguments, TrainingArguments
-    from time_hub.run import RunArguments
+    from time_hub.pipeline import RunArguments
 
     return (RunArguments,)
 
@@ -244,38 +243,80 @@ def new_language(lang: str, name: str, treebank: str, flores: str, qa: str | Non
     return list(files)
 
 
+@dataclass
+class ListArguments:
+    """The language x size matrix, with how far each run under runs/ got."""
+
+    runs: str = field(default="runs", metadata={"help": "folder of the runs"})
+
+
+@dataclass
+class ValidateArguments:
+    """Parse and check recipe files (default: every recipe under recipes/)."""
+
+    files: list[str] = field(default_factory=list, metadata={"help": "recipe files"})
+
+
+@dataclass
+class PlanArguments:
+    """Parameters, tokens, FLOPs, GPU-hours and checkpoint disk of a distill recipe."""
+
+    recipe: str = field(metadata={"help": "distill recipe"})
+    gpu: str = field(default="H100", metadata={"help": f"GPU to cost on: {', '.join(sorted(GPU_TFLOPS))}"})
+    mfu: float = field(default=0.4, metadata={"help": "assumed model FLOPs utilisation"})
+
+    def __post_init__(self):
+        if self.gpu not in GPU_TFLOPS:
+            raise ValueError(f"gpu must be one of {sorted(GPU_TFLOPS)}, got {self.gpu!r}")
+        if not 0 < self.mfu <= 1:
+            raise ValueError(f"mfu must be in (0, 1], got {self.mfu}")
+
+
+@dataclass
+class NewArguments:
+    """Write the recipes of a new language."""
+
+    lang: str = field(metadata={"help": "ISO 639-1 code"})
+    name: str = field(metadata={"help": "the language's English name"})
+    treebank: str = field(metadata={"help": "UD treebank, e.g. UD_Maltese-MUDT"})
+    flores: str = field(metadata={"help": "FLORES+ config for held-out text, e.g. mlt_Latn"})
+    qa: str | None = field(default=None, metadata={"help": "Hub id of a SQuAD-format QA set, if the language has one"})
+
+
+# subcommand -> (its arguments, the key its leading values fill, whether several)
+SUBCOMMANDS = {
+    "list": (ListArguments, "runs", False),
+    "validate": (ValidateArguments, "files", True),
+    "plan": (PlanArguments, "recipe", False),
+    "new": (NewArguments, None, False),
+}
+
+
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="time-hub recipes", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="the language x size matrix with status")
-    check = sub.add_parser("validate", help="parse and check recipe files")
-    check.add_argument("files", nargs="*", type=Path)
-    cost = sub.add_parser("plan", help="parameters, tokens, FLOPs, GPU-hours and disk of a distill recipe")
-    cost.add_argument("recipe", type=Path)
-    cost.add_argument("--gpu", choices=sorted(GPU_TFLOPS), default="H100")
-    cost.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation")
-    add = sub.add_parser("new", help="write the recipes of a new language")
-    add.add_argument("--lang", required=True)
-    add.add_argument("--name", required=True, help="the language's English name")
-    add.add_argument("--treebank", required=True, help="UD treebank, e.g. UD_Maltese-MUDT")
-    add.add_argument("--flores", required=True, help="FLORES+ config for held-out text, e.g. mlt_Latn")
-    add.add_argument("--qa", help="Hub id of a SQuAD-format QA set, if the language has one")
-    opts = parser.parse_args(argv)
-    if opts.command == "list":
-        print(matrix())
-    elif opts.command == "validate":
-        results = validate(opts.files or all_recipes())
+    description = " ".join(__doc__.split("\n\n")[0].split())
+    if not argv or argv[0] not in SUBCOMMANDS:
+        parse_command("time-hub recipes {list,validate,plan,new}", description, _classes(), ["--help"])
+        if argv and argv[0] not in ("-h", "--help"):
+            raise RecipeError(f"the command line: unknown recipes command {argv[0]!r} ({', '.join(SUBCOMMANDS)})")
+        return 0
+    command = argv[0]
+    cls, positional, many = SUBCOMMANDS[command]
+    parsed = parse_command(f"time-hub recipes {command}", cls.__doc__, (cls,), argv[1:], positional, many,
+                           empty_is_help=command in ("plan", "new"))  # fmt: skip
+    if parsed is None:
+        return 0
+    ((args,), _) = parsed
+    if command == "list":
+        print(matrix(runs=Path(args.runs)))
+    elif command == "validate":
+        results = validate([Path(f) for f in args.files] or all_recipes())
         for path, error in results:
             print(f"{'ok ' if error is None else 'ERR'}  {error or path}")
         failed = sum(error is not None for _, error in results)
         print(f"{len(results) - failed} valid, {failed} invalid")
         return 1 if failed else 0
-    elif opts.command == "plan":
-        try:
-            p = plan(opts.recipe, opts.gpu, opts.mfu)
-        except RecipeError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+    elif command == "plan":
+        p = plan(Path(args.recipe), args.gpu, args.mfu)
         print(f"{p['recipe']}: student {p['student_parameters'] / 1e6:.1f}M parameters "
               f"({p['embedding_parameters'] / 1e6:.1f}M embeddings); teacher run to layer {p['teacher_layers_run']}\n"
               f"tokens seen: {p['tokens_seen'] / 1e9:.1f}B (batch {p['batch_size']}); training compute "
@@ -283,11 +324,11 @@ def main(argv: list[str]) -> int:
               f"checkpoints: {p['checkpoints']} x {p['checkpoint_disk_gb'] / p['checkpoints']:.1f} GB "
               f"(weights + Adam state) = {p['checkpoint_disk_gb']:.0f} GB")  # fmt: skip
     else:
-        try:
-            written = new_language(opts.lang, opts.name, opts.treebank, opts.flores, opts.qa)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        written = new_language(args.lang, args.name, args.treebank, args.flores, args.qa)
         print("wrote " + ", ".join(map(str, written)))
         print(f"next: time-hub recipes validate {' '.join(map(str, written))}")
     return 0
+
+
+def _classes() -> tuple[type, ...]:
+    return tuple(cls for cls, _, _ in SUBCOMMANDS.values())

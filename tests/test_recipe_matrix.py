@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from time_hub import recipes
-from time_hub.recipe import RecipeError, load_recipe
-from time_hub.run import RunArguments, run, summary_text
+from time_hub import recipe_matrix
+from time_hub.arguments import RecipeError, load_recipe
+from time_hub.cli import main as cli_main
+from time_hub.pipeline import RunArguments, run, summary_text
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGUAGES = "en de fr es it nl da sv fi et hu pl cs el ga ur".split()
@@ -20,22 +21,22 @@ def at_repo_root(monkeypatch):
     monkeypatch.chdir(ROOT)  # recipes name their files relative to the repository root
 
 
-@pytest.mark.parametrize("path", recipes.all_recipes(ROOT / "recipes"), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", recipe_matrix.all_recipes(ROOT / "recipes"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_recipe_in_the_repository_validates(path):
-    assert recipes.validate_file(path.relative_to(ROOT))
+    assert recipe_matrix.validate_file(path.relative_to(ROOT))
 
 
 def test_the_release_matrix_is_complete():
     for lang in LANGUAGES:
         assert (ROOT / "recipes" / "run" / f"{lang}.yaml").is_file()
-        for size in recipes.SIZES:
+        for size in recipe_matrix.SIZES:
             values, sources = load_recipe(ROOT / "recipes" / "distill" / lang / f"{size}.yaml")
             assert values["student_shape"] == size and values["dataset_config"] == lang
             assert values["teacher_name_or_path"] == "FacebookAI/xlm-roberta-large" and values["teacher_layer"] == 12
             assert isinstance(values["learning_rate"], float) and sources["learning_rate"].endswith(
                 f"base-{size}.yaml"
             )
-    table = recipes.matrix(Path("recipes"), Path("runs-none"))
+    table = recipe_matrix.matrix(Path("recipes"), Path("runs-none"))
     assert table.count("| ok | ok | ok | yes |") == len(LANGUAGES)
 
 
@@ -47,22 +48,22 @@ def _copy_recipes(tmp_path: Path) -> Path:
 def test_broken_recipes_name_the_file_and_the_key(tmp_path, monkeypatch):
     demo = tmp_path / "run-da.yaml"  # validated from the repository root, where ../shared is
     demo.write_text((ROOT / "recipes/demo/run-da.yaml").read_text().replace("train.iob2", "trian.iob2"))
-    ((_, error),) = recipes.validate([demo])
+    ((_, error),) = recipe_matrix.validate([demo])
     assert "key 'ner_train': ../shared/data/ner/da/trian.iob2 does not exist" in error
-    assert recipes.main(["validate", str(demo)]) == 1
+    assert recipe_matrix.main(["validate", str(demo)]) == 1
     root = _copy_recipes(tmp_path)
     monkeypatch.chdir(tmp_path)
     da = Path("recipes/distill/da/xs.yaml")
     da.write_text(da.read_text() + "learning_rat: 1.0e-4\n")
-    ((path, error),) = recipes.validate([da])
+    ((path, error),) = recipe_matrix.validate([da])
     assert "recipes/distill/da/xs.yaml: unknown key 'learning_rat' (did you mean 'learning_rate'?)" in error
     base = root / "distill" / "base-m.yaml"
     base.write_text(base.read_text().replace("max_steps: 200000", "max_steps: many"))
-    ((_, error),) = recipes.validate([Path("recipes/distill/de/m.yaml")])
+    ((_, error),) = recipe_matrix.validate([Path("recipes/distill/de/m.yaml")])
     assert "base-m.yaml: key 'max_steps': expected an integer, got 'many'" in error
     run_recipe = Path("recipes/run/fr.yaml")
     run_recipe.write_text(run_recipe.read_text().replace("tasks: [ud, ner]", "tasks: [ud, pos]"))
-    ((_, error),) = recipes.validate([run_recipe])
+    ((_, error),) = recipe_matrix.validate([run_recipe])
     assert "recipes/run/fr.yaml" in error and "unknown ['pos']" in error
     cpu = Path("recipes/distill/cpu/m.yaml")
     original = cpu.read_text()
@@ -72,7 +73,7 @@ def test_broken_recipes_name_the_file_and_the_key(tmp_path, monkeypatch):
         ("hidden_loss_weight: -1\n", "hidden_loss_weight must be a number >= 0"),
     ):
         cpu.write_text(original + bad)
-        ((_, error),) = recipes.validate([cpu])
+        ((_, error),) = recipe_matrix.validate([cpu])
         assert "recipes/distill/cpu/m.yaml" in error and message in error, error
 
 
@@ -87,8 +88,8 @@ def test_defaults_are_one_level_deep(tmp_path):
 
 
 def test_plan_of_the_release_recipes():
-    xs = recipes.plan(Path("recipes/distill/da/xs.yaml"))
-    m = recipes.plan(Path("recipes/distill/da/m.yaml"))
+    xs = recipe_matrix.plan(Path("recipes/distill/da/xs.yaml"))
+    m = recipe_matrix.plan(Path("recipes/distill/da/m.yaml"))
     assert xs["student_parameters"] == pytest.approx(103.3e6, rel=2e-3)
     assert m["student_parameters"] == pytest.approx(234.9e6, rel=2e-3)
     assert xs["tokens_seen"] == 200_000 * 256 * 512 and xs["batch_size"] == 256
@@ -100,12 +101,12 @@ def test_new_language_writes_recipes_that_validate(tmp_path, monkeypatch):
     _copy_recipes(tmp_path)
     monkeypatch.chdir(tmp_path)
     argv = ["new", "--lang", "mt", "--name", "Maltese", "--treebank", "UD_Maltese-MUDT", "--flores", "mlt_Latn"]
-    assert recipes.main(argv) == 0
+    assert recipe_matrix.main(argv) == 0
     written = sorted(Path("recipes").rglob("mt*.yaml")) + sorted(Path("recipes/distill/mt").glob("*.yaml"))
     assert len(written) == 4
-    assert all(error is None for _, error in recipes.validate(written))
-    assert recipes.main(argv) == 2  # never overwrites
-    assert recipes.main([*argv[:-1], "mlt_Latn", "--lang", "Maltese"]) == 2  # not an ISO code
+    assert all(error is None for _, error in recipe_matrix.validate(written))
+    assert cli_main(["recipes", *argv]) == 2  # never overwrites
+    assert cli_main(["recipes", *argv[:-1], "mlt_Latn", "--lang", "Maltese"]) == 2  # not an ISO code
 
 
 def test_run_chains_the_stages_and_skips_what_is_up_to_date(tiny_bert_dir, shared, tmp_path):
