@@ -21,9 +21,9 @@ import torch
 from task_table import METRICS, SHARED, prepare_data, training_args
 from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer
 
+from time_hub.atomic import write_json
 from time_hub.bench.measure import latency_summary, make_batches
 from time_hub.distill.student import count_parameters
-from time_hub.jsonfile import write_json
 from time_hub.provenance import machine_info, software_versions
 from time_hub.tasks import committee, ner, ud
 from time_hub.tasks.results import TaskResults

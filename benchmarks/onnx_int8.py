@@ -16,12 +16,12 @@ import argparse
 import json
 from pathlib import Path
 
+from time_hub.atomic import write_json
 from time_hub.bench.command import BenchArguments, bench
 from time_hub.bench.export import ExportArguments, export
 from time_hub.bench.measure import TimingSettings
 from time_hub.bench.models import load
 from time_hub.bench.report import table
-from time_hub.jsonfile import write_json
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -17,9 +17,9 @@ import argparse
 import shutil
 from pathlib import Path
 
+from time_hub.atomic import write_json
 from time_hub.bench.models import load
 from time_hub.compress.vocab import trim_vocabulary
-from time_hub.jsonfile import write_json
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

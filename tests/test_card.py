@@ -8,7 +8,7 @@ import pytest
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from time_hub.publish.callback import CARD_DATA_FILE, non_default_arguments
+from time_hub.card_data import CARD_DATA_FILE, non_default_arguments
 from time_hub.publish.card import CardInputs, count_weights, write_card
 from time_hub.publish.hub import PublishArguments, PublishError, listing, repo_name, stage
 from time_hub.tasks.results import TaskResults

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from time_hub.arguments import build, load_recipe, parse_command
+from time_hub.atomic import write_json
 from time_hub.cli import process_rank
-from time_hub.jsonfile import write_json
 
 logger = logging.getLogger(__name__)
 TASKS = ("ud", "ner", "qa")

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from time_hub.arguments import parse_command
+from time_hub.atomic import write_json
 from time_hub.bench.measure import TimingSettings, measure, measure_isolated, settings_dict, speedups
 from time_hub.bench.report import SCHEMA_VERSION, plot_pareto, plot_throughput, table
-from time_hub.jsonfile import write_json
 from time_hub.provenance import machine_info, software_versions
 from time_hub.tasks.results import TaskResults
 

@@ -28,8 +28,8 @@ from transformers import (
 )
 
 from time_hub.arguments import parse_command
+from time_hub.atomic import write_json
 from time_hub.bench.models import OnnxEncoder
-from time_hub.jsonfile import write_json
 
 logger = logging.getLogger(__name__)
 # architectures suffix -> (Auto class, output names)

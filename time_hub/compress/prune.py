@@ -34,8 +34,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokeni
 from transformers.utils import logging as hf_logging
 
 from time_hub.arguments import parse_command
-from time_hub.jsonfile import write_json
-from time_hub.publish.hub import staged_folder
+from time_hub.atomic import staged_folder, write_json
 
 logger = logging.getLogger(__name__)
 SUPPORTED = ("bert", "roberta", "xlm-roberta")

@@ -38,7 +38,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from time_hub.arguments import parse_command
-from time_hub.jsonfile import write_json
+from time_hub.atomic import write_json
 
 SPM = "sentencepiece.bpe.model"
 METASPACE = "\u2581"

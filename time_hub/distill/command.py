@@ -18,7 +18,6 @@ from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments, build_corpus
 from time_hub.distill.student import StudentArguments, build_student, count_parameters, prune_student
 from time_hub.distill.trainer import DistillationTrainer, load_teacher
-from time_hub.publish.callback import CardDataCallback
 
 logger = logging.getLogger(__name__)
 DATACLASSES = (DistillationConfig, StudentArguments, CorpusArguments)
@@ -66,7 +65,7 @@ def distill(
         eval_dataset=heldout,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
-        callbacks=[CardDataCallback(), *(callbacks or [])],
+        callbacks=callbacks,
     )
     if args.should_save:
         out = Path(args.output_dir)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, Trainer, TrainerCallback
 
+from time_hub.card_data import register_card_data
 from time_hub.distill.config import TEACHER_DTYPES, DistillationConfig
 from time_hub.distill.hidden import hidden_mse_loss, hidden_projection
 from time_hub.distill.qkv import HiddenCapture, QKVCapture, adapter_for, truncate_after
@@ -100,6 +101,7 @@ class DistillationTrainer(Trainer):
         ).to(device)
         if len(self.hidden_projections):  # the Trainer zeroes the model's gradients only
             self.add_callback(_ZeroGradients(self.hidden_projections))
+        register_card_data(self)
         # Inside compute_loss the student's forward returns every captured tensor the loss uses: DDP synchronises
         # only gradients that flow back through the outputs of the wrapped forward.
         self._capturing = False

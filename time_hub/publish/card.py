@@ -22,7 +22,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from transformers import AutoConfig
 
 from time_hub.bench.report import load_bench, pyplot
-from time_hub.publish.callback import BOOKKEEPING, CARD_DATA_FILE
+from time_hub.card_data import BOOKKEEPING, CARD_DATA_FILE
 from time_hub.tasks.results import TaskResults
 
 TEMPLATE = "model_card.md.j2"
@@ -292,12 +292,7 @@ def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
         "hardware": _hardware(card_data),
         "software": ", ".join(f"{k} {v}" for k, v in recorded.get("software", {}).items()) or "not recorded",
         "emissions": emissions,
-        "emissions_text": (
-            f"{emissions['co2_eq_grams']:.1f} g CO2eq, {emissions['energy_kwh']:.4f} kWh ({emissions['kind']}: "
-            f"{emissions['source']})"
-            if emissions
-            else "not estimated (no codecarbon tracker ran during training)"
-        ),
+        "emissions_text": _emissions_text(emissions),
         "curve": _curve(card_data, run_dir),
         "example_sentence": _example_sentence(corpus),
         "time_hub_version": metadata.version("time-hub"),
@@ -313,12 +308,23 @@ def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
         }
     if inputs.task:
         card.update(_task_details(inputs, model_dir))
+        if (model_dir / CARD_DATA_FILE).is_file():
+            files["provenance/finetune_card_data.json"] = model_dir / CARD_DATA_FILE
     card["sources"] = sorted(files)
     return card, files
 
 
 def _last_step(run_dir: Path) -> int | None:
     return (_read_json(run_dir / "trainer_state.json") or {}).get("global_step")
+
+
+def _emissions_text(emissions: dict | None) -> str:
+    if not emissions:
+        return "not estimated (no codecarbon tracker ran during training)"
+    return (
+        f"{emissions['co2_eq_grams']:.1f} g CO2eq, {emissions['energy_kwh']:.4f} kWh ({emissions['kind']}: "
+        f"{emissions['source']})"
+    )
 
 
 def _hardware(card_data: dict | None) -> str:
@@ -347,6 +353,9 @@ def _task_details(inputs: CardInputs, model_dir: Path) -> dict:
     summary = f"{state.get('global_step', '?')} steps, {state.get('num_train_epochs', '?')} epochs"
     if state.get("best_metric") is not None:
         summary += f", best dev score {state['best_metric']:.4f} at {state.get('best_model_checkpoint', '?')}"
+    finetuned = _read_json(model_dir / CARD_DATA_FILE)  # the fine-tuning run's own record, not the distillation's
+    if finetuned:
+        summary += f"; {_hardware(finetuned)}; emissions {_emissions_text(finetuned.get('emissions'))}"
     return {
         "labels": list(config.id2label.values()) if inputs.task == "ner" else [],
         "task_data": ", ".join(datasets),

@@ -17,14 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from time_hub.arguments import InputError, parse_command
+from time_hub.atomic import staged_folder
 from time_hub.publish.card import CardInputs, write_card
 
 logger = logging.getLogger(__name__)
@@ -140,22 +138,6 @@ def stage(args: PublishArguments) -> tuple[Path, str]:
                 shutil.copyfile(path, tmp / path.name)
         write_card(inputs, tmp)
     return target, inputs.repo_id
-
-
-@contextmanager
-def staged_folder(target: Path) -> Iterator[Path]:
-    """A temp folder beside `target` that replaces it when the block succeeds and is removed when it fails, so a
-    failed build never leaves a half-written repository folder."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
-        yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def listing(folder: Path) -> list[tuple[str, int]]:

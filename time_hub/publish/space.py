@@ -203,7 +203,7 @@ def stage(models_file: str | Path, target: Path) -> Path:
         for entry in sizes.values():
             if isinstance(entry["bench"], str):
                 entry["bench"] = load_bench(entry["bench"])
-    from time_hub.publish.hub import staged_folder
+    from time_hub.atomic import staged_folder
 
     with staged_folder(target) as tmp:
         for name in STAGED:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer, TrainingArguments
 
-from time_hub.jsonfile import write_json
+from time_hub.atomic import write_json
 from time_hub.tasks.results import TaskResults
 
 logger = logging.getLogger(__name__)

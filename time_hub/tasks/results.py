@@ -25,7 +25,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from time_hub.jsonfile import write_json
+from time_hub.atomic import write_json
 
 SCHEMA_VERSION = 1
 TASKS = ("ud", "ner", "qa")

@@ -13,7 +13,7 @@ from datasets import Dataset
 from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
-from time_hub.publish.callback import CardDataCallback
+from time_hub.card_data import register_card_data
 
 logger = logging.getLogger(__name__)
 # Our split names -> the usual Hub split names.
@@ -62,6 +62,7 @@ class TaskTrainer(Trainer):
     def __init__(self, *args, head_learning_rate: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.head_learning_rate = head_learning_rate
+        register_card_data(self)
 
     def _get_eval_sampler(self, eval_dataset):
         """Dev examples in file order, always: task metrics align predictions with per-example word maps (NER's first
@@ -94,7 +95,6 @@ def train_and_save(trainer: TaskTrainer, output_dir: str, early_stopping_patienc
         if not trainer.args.load_best_model_at_end:
             raise ValueError("early_stopping_patience needs a dev file to evaluate on")
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
-    trainer.add_callback(CardDataCallback())
     start = time.perf_counter()
     output = trainer.train()
     trainer.save_model(output_dir)

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 from transformers import (
     AutoTokenizer,
-    EarlyStoppingCallback,
     PreTrainedTokenizerBase,
     TrainingArguments,
     set_seed,
@@ -30,7 +29,7 @@ from time_hub.tasks import committee
 from time_hub.tasks.committee import UDCommittee
 from time_hub.tasks.conllu import Sentence, read_conllu, resolve_conllu, write_conllu
 from time_hub.tasks.results import TaskResults
-from time_hub.tasks.training import TaskTrainer, dev_selection_args
+from time_hub.tasks.training import TaskTrainer, dev_selection_args, train_and_save
 from time_hub.tasks.ud_metrics import ud_scores
 from time_hub.tasks.ud_model import UDCollator, UDLabels, UDModel, UDSettings, encode_sentences, load_encoder, predict
 
@@ -44,6 +43,13 @@ class UDTrainer(TaskTrainer):
 
     `eval_dataset` is the list of gold dev sentences (not features); metrics are logged as `eval_LAS` etc.
     """
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """Checkpoints keep the Trainer's state-dict layout (best-model reloading reads it); the final model is saved
+        as a `UDModel` folder (encoder, heads, label sets, tokenizer) that `evaluate` and `load_ud_model` read."""
+        if _internal_call:
+            return super().save_model(output_dir, _internal_call)
+        self.model.save_pretrained(output_dir or self.args.output_dir, self.processing_class)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         gold: list[Sentence] = eval_dataset if eval_dataset is not None else self.eval_dataset
@@ -77,7 +83,6 @@ def finetune(
     more than an encoder's fine-tuning rate; 2e-3 is Dozat & Manning's rate (me5-small, 451 Danish sentences, encoder
     1e-4, batch 8: LAS 39.7 / 56.2 / 66.8 after 1 / 2 / 5 epochs).
     """
-    start = time.time()
     set_seed(training_args.seed)  # before the heads are initialised
     train = read_conllu(resolve_conllu(train_file, "train"))
     dev = read_conllu(resolve_conllu(dev_file, "dev")) if dev_file else None
@@ -91,11 +96,6 @@ def finetune(
     # The collator needs every field; selection on dev LAS (UD evaluation computes no loss).
     args = dev_selection_args(training_args, output_dir, SELECTION_METRIC, dev is not None)
     args = dataclasses.replace(args, remove_unused_columns=False)
-    callbacks = []
-    if early_stopping_patience:
-        if dev is None:
-            raise ValueError("early_stopping_patience needs a dev file to evaluate on")
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
     trainer = UDTrainer(
         model=model,
         args=args,
@@ -103,26 +103,17 @@ def finetune(
         eval_dataset=dev,
         data_collator=UDCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=callbacks,
         head_learning_rate=head_learning_rate,
     )
-    train_output = trainer.train()
-    model.save_pretrained(output_dir, tokenizer)
+    summary = train_and_save(trainer, output_dir, early_stopping_patience)
 
     results = evaluate(output_dir, dev_file or train_file, split="dev" if dev_file else "train")
     results.extra["training"] = {
         "train_file": str(train_file),
         "sentences": len(train),
         "train_truncated_words": truncated,
-        "steps": train_output.global_step,
-        "train_loss": train_output.training_loss,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "best_dev_metric": trainer.state.best_metric,
+        **summary,
         "dev_las": [entry["eval_LAS"] for entry in trainer.state.log_history if "eval_LAS" in entry],
-        "train_seconds": round(time.time() - start, 2),
-        "seed": args.seed,
-        "learning_rate": args.learning_rate,
-        "head_learning_rate": head_learning_rate,
         "labels": {name: len(values) for name, values in dataclasses.asdict(labels).items()},
     }
     results.save(Path(output_dir) / "results.json")

@@ -1,5 +1,8 @@
 """`CardDataCallback`: what a model card needs that only the training run itself can see, saved as card_data.json.
 
+`DistillationTrainer` and `TaskTrainer` register it themselves (`register_card_data`), so every run of either,
+from the CLI or from Python, records its data; the card (`time_hub.publish.card`) only reads the file.
+
 Recorded: start/end time and wall time, hardware and software versions, steps, tokens seen (the Trainer's
 `num_input_tokens_seen` when counted, else steps x batch x sequence length, labelled as an upper bound), the
 training arguments that differ from the defaults, the training curve (loss, eval loss, learning rate per logged
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback, TrainingArguments
 
-from time_hub.jsonfile import write_json
+from time_hub.atomic import write_json
 from time_hub.provenance import machine_info, software_versions
 
 logger = logging.getLogger(__name__)
@@ -134,3 +137,9 @@ class CardDataCallback(TrainerCallback):
         self.data["finished"] = _utc_now()
         self.data["emissions"] = self._stop_tracker()
         self._update(args, state)
+
+
+def register_card_data(trainer) -> None:
+    """Give `trainer` a `CardDataCallback` unless it already has one (a caller may pass its own settings)."""
+    if not any(isinstance(callback, CardDataCallback) for callback in trainer.callback_handler.callbacks):
+        trainer.add_callback(CardDataCallback())
