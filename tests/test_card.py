@@ -1,6 +1,7 @@
 """Model cards from a real (tiny) run: metadata that huggingface_hub parses back, numbers traceable to the JSON files,
 bad inputs named. Card tests check substrings offline; the Hub's validate-yaml runs in tests/test_publish.py."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -8,9 +9,10 @@ import pytest
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from time_hub.card_data import CARD_DATA_FILE, non_default_arguments
+from time_hub.card_data import non_default_arguments
 from time_hub.publish.card import CardInputs, count_weights, write_card
 from time_hub.publish.hub import PublishArguments, PublishError, listing, repo_name, stage
+from time_hub.run_dir import RunDir
 from time_hub.tasks.results import TaskResults
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +20,7 @@ DA_TASKS = ROOT / "benchmarks" / "results" / "da_tasks_1000steps"
 
 
 def test_callback_recorded_the_run(tiny_run):
-    data = json.loads((tiny_run / CARD_DATA_FILE).read_text())
+    data = json.loads((tiny_run / RunDir.CARD_DATA).read_text())
     assert data["global_step"] == 4 and data["train_batch_size"] == 4
     assert data["tokens_seen"] > 0 and data["tokens_seen_kind"] == "counted by the Trainer, padding excluded"
     assert data["hardware"]["cpu_count"] >= 1 and data["software"]["transformers"]
@@ -104,15 +106,18 @@ def test_bad_inputs_are_named(tiny_run, tmp_path):
 
 def test_extra_loss_terms_in_words():
     from time_hub.publish.card import extra_terms_text
+    from time_hub.run_dir import DistillationSettings
 
-    assert extra_terms_text({"teacher_layer": 12}) == ""
+    plain = DistillationSettings("t", 12, 3, 48, ["qq", "kk", "vv"], "float32")
+    assert extra_terms_text(plain) == ""
     text = extra_terms_text(
-        {
-            "hidden_layers": [[12, 3]],
-            "hidden_loss_weight": 1.0,
-            "extra_relation_layers": [[6, 2]],
-            "extra_relation_weight": 0.5,
-        }
+        dataclasses.replace(
+            plain,
+            hidden_layers=[[12, 3]],
+            hidden_loss_weight=1.0,
+            extra_relation_layers=[[6, 2]],
+            extra_relation_weight=0.5,
+        )
     )
     assert text == (
         "; plus the same relations at teacher/student layers 6/2 (weight 0.5) and hidden-state MSE at teacher/student "

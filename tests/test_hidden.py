@@ -71,12 +71,12 @@ def test_bad_keys_are_named(tmp_path, overrides, message):
 def test_resolve_defaults_and_ranges(tmp_path):
     teacher = BertConfig(num_hidden_layers=12, hidden_size=48, num_attention_heads=4)
     student = BertConfig(num_hidden_layers=3, hidden_size=32, num_attention_heads=4)
-    plain = _config(tmp_path).resolve(teacher, student)
+    plain = _config(tmp_path).resolve(teacher, student).to_dict()
     assert "hidden_layers" not in plain and "extra_relation_layers" not in plain  # old settings stay as they were
-    assert _config(tmp_path, hidden_loss_weight=1.0).resolve(teacher, student)["hidden_layers"] == [[12, 3]]
+    assert _config(tmp_path, hidden_loss_weight=1.0).resolve(teacher, student).hidden_layers == [[12, 3]]
     settings = _config(tmp_path, hidden_loss_weight=0.5, extra_relation_layers=["6:2"]).resolve(teacher, student)
-    assert settings["hidden_layers"] == [[12, 3]] and settings["hidden_loss_weight"] == 0.5
-    assert settings["extra_relation_layers"] == [[6, 2]] and settings["extra_relation_weight"] == 1.0
+    assert settings.hidden_layers == [[12, 3]] and settings.hidden_loss_weight == 0.5
+    assert settings.extra_relation_layers == [[6, 2]] and settings.extra_relation_weight == 1.0
     with pytest.raises(ValueError, match="hidden_layers: pair 13:3 is out of range"):
         _config(tmp_path, hidden_loss_weight=1.0, hidden_layers=["13:3"]).resolve(teacher, student)
     with pytest.raises(ValueError, match="repeat a layer pair"):

@@ -285,7 +285,7 @@ def test_distillation_runs_from_a_modernbert_teacher(tmp_path, tokenizer, da_lin
     corpus = CorpusArguments(train_files=[str(text)], validation_holdout_lines=4, max_seq_length=24)
     trainer = distill(_distill_args(tmp_path, tmp_path / "teacher"), StudentArguments("L2-H32-A2"), corpus)
     assert trainer.state.global_step == 2 and trainer.model.config.model_type == "bert"
-    assert trainer.teacher.config.model_type == "modernbert" and trainer.distillation_settings["teacher_layer"] == 3
+    assert trainer.teacher.config.model_type == "modernbert" and trainer.distillation_settings.teacher_layer == 3
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logged) == 2
     for entry in logged:
@@ -357,8 +357,8 @@ def test_distillation_runs_from_an_ltgbert_teacher_only_with_trust_remote_code(t
     trainer = distill(args, StudentArguments("L2-H32-A2"), corpus, recipe={"max_seq_length": 24})
     assert trainer.state.global_step == 2 and trainer.model.config.model_type == "bert"
     assert model_family(trainer.teacher.config) == "ltgbert" and type(trainer.teacher).__name__ == "LtgbertModel"
-    assert trainer.distillation_settings["teacher_layer"] == 3
-    assert trainer.distillation_settings["teacher_trust_remote_code"] is True
+    assert trainer.distillation_settings.teacher_layer == 3
+    assert trainer.distillation_settings.teacher_trust_remote_code is True
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logged) == 2
     for entry in logged:
@@ -367,4 +367,4 @@ def test_distillation_runs_from_an_ltgbert_teacher_only_with_trust_remote_code(t
     assert student.config.model_type == "bert" and not hasattr(student.config, "auto_map")
     # `time-hub select` loads the teacher the same way (the setting travels in distillation.json)
     selection = select(SelectArguments(str(tmp_path / "run"), validation_files=[str(text)], use_cpu=True))
-    assert len(selection["checkpoints"]) == 2 and (tmp_path / "run" / "best" / "config.json").is_file()
+    assert len(selection.checkpoints) == 2 and (tmp_path / "run" / "best" / "config.json").is_file()

@@ -24,6 +24,7 @@ from hub_server import (
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from time_hub.publish.space import SpaceError, discover, load_app, read_models_file  # noqa: E402
+from time_hub.run_dir import DistillationSettings, RunConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NER_TEXT = "Mette Frederiksen besøgte Aarhus i går."
@@ -181,7 +182,8 @@ def test_serve_discovers_runs_and_task_folders(tmp_path, tiny_models, tiny_bert_
     run = tmp_path / "runs" / "demo-da"
     (run / "tasks").mkdir(parents=True)
     recipe = {"teacher_name_or_path": paths["teacher"], "student_shape": "L2-H48-A4", "train_files": ["t/da.txt"]}
-    (run / "run_config.json").write_text(json.dumps({"recipe": recipe}))
+    settings = DistillationSettings(paths["teacher"], 2, 2, 4, ["qq", "kk", "vv"], "float32")
+    RunConfig(recipe, settings, student_parameters=1, train_sequences=1, heldout_sequences=1).save(run)
     (run / "best").symlink_to(tiny_bert_dir)
     (run / "tasks" / "ner").symlink_to(paths["ner"])
     (run / "checkpoint-2").symlink_to(tiny_bert_dir)

@@ -11,7 +11,7 @@ from time_hub.distill.command import distill
 from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments
 from time_hub.distill.student import StudentArguments
-from time_hub.distill.trainer import PROJECTIONS_FILE, SETTINGS_FILE
+from time_hub.run_dir import DistillationSettings, RunDir
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_training_updates_the_student_only_and_saves_standard_checkpoints(tmp_pa
         saved = load_file(ckpt / "model.safetensors")
         assert not any(k.startswith("teacher") for k in saved)
         assert saved["embeddings.word_embeddings.weight"].shape == (47000, 32)
-        assert json.loads((ckpt / SETTINGS_FILE).read_text()) == {
+        assert json.loads((ckpt / DistillationSettings.FILE).read_text()) == {
             "teacher": str(tiny_bert_dir),
             "teacher_layer": 2,
             "student_layer": 2,
@@ -126,12 +126,8 @@ def test_config_validation_names_the_problem(tiny_bert_dir, tmp_path):
     config = _config(tiny_bert_dir, tmp_path, num_relation_heads=None)
     with pytest.raises(ValueError, match="the teacher has 24 layers: set teacher_layer"):
         config.resolve(large, small)
-    assert (
-        _config(tiny_bert_dir, tmp_path, teacher_layer=12, num_relation_heads=None).resolve(large, small)[
-            "num_relation_heads"
-        ]
-        == 64
-    )
+    resolved = _config(tiny_bert_dir, tmp_path, teacher_layer=12, num_relation_heads=None).resolve(large, small)
+    assert resolved.num_relation_heads == 64
     with pytest.raises(ValueError, match="student hidden size 256 is not divisible by num_relation_heads=48"):
         config.resolve(BertConfig(hidden_size=384, num_attention_heads=12), small)
     with pytest.raises(ValueError, match="student_layer=5 but the student has 4 layers"):
@@ -173,8 +169,8 @@ def test_relations_alone_leave_the_last_layer_untrained_and_the_hidden_term_trai
     train_logs = [entry for entry in logs.logs if "loss" in entry]
     assert {"qq", "kk", "vv", "rel@1:1", "hidden@2:2"} <= set(train_logs[0])
     checkpoint = tmp_path / "hidden" / "checkpoint-6"
-    assert (checkpoint / PROJECTIONS_FILE).is_file()
-    assert json.loads((checkpoint / SETTINGS_FILE).read_text())["hidden_layers"] == [[2, 2]]
+    assert (checkpoint / RunDir.PROJECTIONS).is_file()
+    assert json.loads((checkpoint / DistillationSettings.FILE).read_text())["hidden_layers"] == [[2, 2]]
 
 
 def test_hidden_term_resumes_with_its_projection(tmp_path, tiny_bert_dir, corpus):

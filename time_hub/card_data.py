@@ -18,15 +18,14 @@ import datetime
 import logging
 import time
 from importlib import metadata
-from pathlib import Path
 
 from transformers import TrainerCallback, TrainingArguments
 
 from time_hub.atomic import write_json
 from time_hub.provenance import machine_info, software_versions
+from time_hub.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
-CARD_DATA_FILE = "card_data.json"
 CURVE_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm")
 # Arguments that say nothing about how the model was trained (paths, logging, evaluation and saving bookkeeping).
 BOOKKEEPING = {
@@ -128,7 +127,7 @@ class CardDataCallback(TrainerCallback):
                 if any(k in entry for k in CURVE_KEYS)
             ],
         )
-        write_json(Path(args.output_dir) / CARD_DATA_FILE, self.data)
+        write_json(RunDir(args.output_dir).card_data, self.data)
 
     def on_save(self, args, state, control, **kwargs):
         self._update(args, state)

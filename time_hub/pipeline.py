@@ -25,10 +25,11 @@ from pathlib import Path
 from time_hub.arguments import build, load_recipe, parse_command
 from time_hub.atomic import write_json
 from time_hub.cli import process_rank
+from time_hub.run_dir import RunDir, Selection
+from time_hub.tasks.results import TaskResults
 
 logger = logging.getLogger(__name__)
 TASKS = ("ud", "ner", "qa")
-STAGES_FILE = "stages.json"
 
 
 @dataclass
@@ -100,7 +101,7 @@ class Pipeline:
 
     def __init__(self, output_dir: Path):
         self.output_dir = output_dir
-        self.path = output_dir / STAGES_FILE
+        self.path = RunDir(output_dir).stages
         self.done = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.summary: list[dict] = []
 
@@ -161,7 +162,7 @@ def run(args: RunArguments) -> dict:
     from time_hub.distill.select import SelectArguments, select
     from time_hub.tasks.commands import EvaluateArguments, FinetuneArguments, evaluate, finetune
 
-    out = Path(args.output_dir)
+    out, run = Path(args.output_dir), RunDir(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(out)
     distill_values, _ = load_recipe(args.distill_recipe)
@@ -177,13 +178,13 @@ def run(args: RunArguments) -> dict:
     if process_rank() != 0:
         return {"stages": pipeline.summary}
     selected = pipeline.stage(
-        "select", [distilled], [out / "selection.json", out / "best"], lambda: select(SelectArguments(str(out)))
+        "select", [distilled], [out / Selection.FILE, run.best], lambda: select(SelectArguments(str(out)))
     )
 
     task_keys, results = {}, []
     for task in args.tasks:
         recipe = args.finetune_recipe.format(task=task)
-        task_dir = out / "tasks" / task
+        task_dir = run.task(task)
         inputs = [selected, recipe, asdict(args)[f"{task}_train"], asdict(args).get(f"{task}_dev")]
         inputs += [
             args.ud_eval_fraction if task == "ud" else None,
@@ -192,7 +193,7 @@ def run(args: RunArguments) -> dict:
 
         def finetune_stage(task=task, recipe=recipe, task_dir=task_dir):
             train, dev = {"ud": _ud_data, "ner": _ner_data}.get(task, lambda a, o: (a.qa_train, a.qa_dev))(args, out)
-            finetune(*from_recipe((FinetuneArguments, TrainingArguments), recipe, task=task, model=str(out / "best"),
+            finetune(*from_recipe((FinetuneArguments, TrainingArguments), recipe, task=task, model=str(run.best),
                                   train=train, dev=dev or train, output_dir=str(task_dir)))  # fmt: skip
 
         task_keys[task] = pipeline.stage(f"finetune-{task}", inputs, [task_dir / "results.json"], finetune_stage)
@@ -207,29 +208,27 @@ def run(args: RunArguments) -> dict:
             results.append(task_dir / "results-test.json")
 
     reference = args.bench_reference or distill_values.get("teacher_name_or_path")
-    bench_dir = out / "bench"
+    bench_dir = run.bench_dir
 
     def bench_stage():
         from time_hub.bench.command import BenchArguments, bench, write_outputs
         from time_hub.bench.measure import TimingSettings
 
-        quality = [f"{out / 'best'}={p}" for p in results if json.loads(p.read_text())["task"] == "ner"]
-        quality += [
-            f"{reference}={p}" for p in args.teacher_results if json.loads(Path(p).read_text())["task"] == "ner"
-        ]
+        quality = [f"{run.best}={p}" for p in results if TaskResults.load(p).task == "ner"]
+        quality += [f"{reference}={p}" for p in args.teacher_results if TaskResults.load(p).task == "ner"]
         bench_args = BenchArguments(
-            models=[reference, str(out / "best")],
+            models=[reference, str(run.best)],
             output_dir=str(bench_dir),
             lang=args.lang,
             batch_sizes=args.bench_batch_sizes,
-            tokenizer=str(out / "best"),
+            tokenizer=str(run.best),
             reference=reference,
             quality=quality,
         )
         write_outputs(bench(bench_args, TimingSettings(repeats=args.bench_repeats)), bench_args)
 
     bench_inputs = [selected, task_keys, reference, args.bench_batch_sizes, args.bench_repeats]
-    benched = pipeline.stage("bench", bench_inputs, [bench_dir / "bench.json"], bench_stage)
+    benched = pipeline.stage("bench", bench_inputs, [run.bench], bench_stage)
 
     from time_hub.publish.hub import PublishArguments, repo_name, stage
 
@@ -241,7 +240,7 @@ def run(args: RunArguments) -> dict:
         organization=args.organization,
         base_model=args.base_model,
         teacher_results=args.teacher_results,
-        bench_model=str(out / "best"),
+        bench_model=str(run.best),
         datasets=args.datasets,
         dataset_names=args.dataset_names,
         dry_run=True,
@@ -249,35 +248,36 @@ def run(args: RunArguments) -> dict:
     pipeline.stage(
         "card",
         [selected, benched, task_keys, args.teacher_results, args.base_model, args.organization, args.dataset_names],
-        [out / "publish" / name / "README.md"],
+        [run.publish(name) / "README.md"],
         lambda: stage(publish_args),
     )
-    return {"stages": pipeline.summary, "output_dir": str(out), "card": str(out / "publish" / name / "README.md")}
+    return {"stages": pipeline.summary, "output_dir": str(out), "card": str(run.publish(name) / "README.md")}
 
 
 def summary_text(report: dict, teacher_results: list[str] = ()) -> str:
     """Stage times, selection, task scores (with retention vs the teacher's results of the same task), speed-ups."""
-    out = Path(report["output_dir"])
-    teacher = {}
-    for path in teacher_results:
-        result = json.loads(Path(path).read_text())
-        teacher[result["task"]] = result["metrics"]
+    from time_hub.bench.report import load_bench
+
+    out, run = Path(report["output_dir"]), RunDir(report["output_dir"])
+    teacher = {result.task: result.metrics for result in map(TaskResults.load, teacher_results)}
     lines = ["| stage | status | seconds |", "|---|---|---|"]
     lines += [f"| {s['stage']} | {s['status']} | {s['seconds']:.0f} |" for s in report["stages"]]
-    selection = json.loads((out / "selection.json").read_text())
-    lines += ["", f"held-out relation loss: {selection['best']['loss']:.4f} ({selection['best']['checkpoint']}); "
-              f"random-init student: {selection['random_init']['loss']:.4f}"]  # fmt: skip
-    for path in sorted(out.glob("tasks/*/results.json")):
-        results = json.loads(path.read_text())
-        reference = teacher.get(results["task"], {})
+    selection = Selection.load(out)
+    lines += ["", f"held-out relation loss: {selection.best['loss']:.4f} ({selection.best['checkpoint']}); "
+              f"random-init student: {selection.random_init['loss']:.4f}"]  # fmt: skip
+    for path in run.all_task_results():
+        if path.name != "results.json":
+            continue
+        results = TaskResults.load(path)
+        reference = teacher.get(results.task, {})
         metrics = ", ".join(
             f"{k} {v:.2f}" + (f" ({100 * v / reference[k]:.1f}% of the teacher)" if reference.get(k) else "")
-            for k, v in results["metrics"].items()
+            for k, v in results.metrics.items()
             if k in ("UPOS", "Lemmas", "LAS", "f1", "exact_match")
         )
-        lines.append(f"{results['task']}: {metrics}")
-    bench = json.loads((out / "bench" / "bench.json").read_text())
-    for batch, ratio in bench["ratios"].get(str(out / "best"), {}).items():
+        lines.append(f"{results.task}: {metrics}")
+    bench = load_bench(run.bench)
+    for batch, ratio in bench["ratios"].get(str(run.best), {}).items():
         lines.append(f"batch {batch}: {ratio['latency']:.2f}x lower latency, {ratio['throughput']:.2f}x throughput vs "
                      f"{bench['settings']['reference']}")  # fmt: skip
     lines.append(f"card: {report['card']} (push with `time-hub publish {out}`)")

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from time_hub.arguments import RecipeError, load_recipe, parse, parse_command
+from time_hub.run_dir import RunDir
 
 ROOT = Path("recipes")
 SIZES = ("xs", "s", "m")
@@ -130,10 +131,8 @@ def matrix(root: Path = ROOT, runs: Path = Path("runs")) -> str:
                 cells.append("missing")
                 continue
             ((_, error),) = validate([path])
-            done = runs / f"time-{lang}-{size}"
-            state = (
-                "carded" if list(done.glob("publish/*/README.md")) else "selected" if (done / "best").is_dir() else ""
-            )
+            done = RunDir(runs / f"time-{lang}-{size}")
+            state = "carded" if done.staged_cards() else "selected" if done.best.is_dir() else ""
             cells.append("INVALID" if error else f"ok{', ' + state if state else ''}")
         run_recipe = root / "run" / f"{lang}.yaml"
         cells.append("yes" if run_recipe.exists() else "missing")

@@ -6,9 +6,7 @@ device). `--resume_from_checkpoint last` continues from the newest checkpoint in
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -18,13 +16,10 @@ from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments, build_corpus
 from time_hub.distill.student import StudentArguments, build_student, count_parameters, prune_student
 from time_hub.distill.trainer import DistillationTrainer, load_teacher
+from time_hub.run_dir import RunConfig, RunDir
 
 logger = logging.getLogger(__name__)
 DATACLASSES = (DistillationConfig, StudentArguments, CorpusArguments)
-# The merged recipe of a run, read back by `time-hub select` (held-out text) and by the model card.
-RUN_CONFIG = "run_config.json"
-# student_init: prune writes the pruned teacher (the student's initialisation) here, inside output_dir.
-PRUNED_STUDENT = "student_init"
 
 
 def distill(
@@ -50,7 +45,7 @@ def distill(
             teacher.config.num_hidden_layers,
             student_args,
             corpus_args.train_files[0],
-            str(Path(args.output_dir) / PRUNED_STUDENT),
+            str(RunDir(args.output_dir).student_init),
         )
     else:
         student = build_student(
@@ -68,16 +63,13 @@ def distill(
         callbacks=callbacks,
     )
     if args.should_save:
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        record = {
-            "recipe": recipe or {},
-            "distillation": trainer.distillation_settings,
-            "student_parameters": count_parameters(student),
-            "train_sequences": len(train) if hasattr(train, "__len__") else None,
-            "heldout_sequences": len(heldout),
-        }
-        (out / RUN_CONFIG).write_text(json.dumps(record, indent=2, default=str) + "\n")
+        RunConfig(
+            recipe=recipe or {},
+            distillation=trainer.distillation_settings,
+            student_parameters=count_parameters(student),
+            train_sequences=len(train) if hasattr(train, "__len__") else None,
+            heldout_sequences=len(heldout),
+        ).save(args.output_dir)
     resume = args.resume_from_checkpoint
     if resume in ("last", "true", "True"):
         resume = get_last_checkpoint(args.output_dir)

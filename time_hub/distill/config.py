@@ -8,6 +8,7 @@ import torch
 from transformers import PretrainedConfig, TrainingArguments
 
 from time_hub.distill.relations import RELATIONS
+from time_hub.run_dir import DistillationSettings
 
 TEACHER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Teachers deeper than this must name their distillation layer: MiniLMv2 takes an upper-middle layer of large
@@ -111,7 +112,7 @@ class DistillationConfig(TrainingArguments):
             raise ValueError("hidden_layers is set but hidden_loss_weight is 0: set a weight > 0")
         super().__post_init__()
 
-    def resolve(self, teacher_config: PretrainedConfig, student_config: PretrainedConfig) -> dict:
+    def resolve(self, teacher_config: PretrainedConfig, student_config: PretrainedConfig) -> DistillationSettings:
         """The settings that define the loss, with defaults filled in and checked against both models."""
         teacher_layers, student_layers = teacher_config.num_hidden_layers, student_config.num_hidden_layers
         teacher_layer = self.teacher_layer
@@ -146,25 +147,20 @@ class DistillationConfig(TrainingArguments):
                     f"{who} hidden size {config.hidden_size} is not divisible by num_relation_heads={heads}: "
                     "choose a common divisor of both hidden sizes"
                 )
-        settings = {
-            "teacher": self.teacher_name_or_path,
-            "teacher_layer": teacher_layer,
-            "student_layer": student_layer,
-            "num_relation_heads": heads,
-            "relations": list(self.relations),
-            "teacher_dtype": self.teacher_dtype,
-        }
-        # Only when used, so that the settings of runs without them stay as they were.
-        if extra:
-            settings |= {
-                "extra_relation_layers": [list(p) for p in extra],
-                "extra_relation_weight": self.extra_relation_weight,
-            }
-        if hidden:
-            settings |= {"hidden_layers": [list(p) for p in hidden], "hidden_loss_weight": self.hidden_loss_weight}
-        if self.teacher_trust_remote_code:
-            settings["teacher_trust_remote_code"] = True
-        return settings
+        return DistillationSettings(
+            teacher=self.teacher_name_or_path,
+            teacher_layer=teacher_layer,
+            student_layer=student_layer,
+            num_relation_heads=heads,
+            relations=list(self.relations),
+            teacher_dtype=self.teacher_dtype,
+            # None when unused, so that the settings files of runs without them stay as they were.
+            extra_relation_layers=[list(p) for p in extra] or None,
+            extra_relation_weight=self.extra_relation_weight if extra else None,
+            hidden_layers=[list(p) for p in hidden] or None,
+            hidden_loss_weight=self.hidden_loss_weight if hidden else None,
+            teacher_trust_remote_code=self.teacher_trust_remote_code,
+        )
 
 
 def layer_pairs(pairs: list[str]) -> list[tuple[int, int]]:

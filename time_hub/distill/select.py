@@ -8,7 +8,6 @@ model + tokenizer (no optimizer state) to `<run_dir>/best`.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
@@ -20,13 +19,12 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, DataCollatorWithPadding
 
 from time_hub.arguments import parse_command
-from time_hub.distill.command import RUN_CONFIG
 from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments, build_validation
-from time_hub.distill.trainer import SETTINGS_FILE, DistillationTrainer, load_teacher
+from time_hub.distill.trainer import DistillationTrainer, load_teacher
+from time_hub.run_dir import DistillationSettings, RunConfig, RunDir, Selection
 
 logger = logging.getLogger(__name__)
-SELECTION_FILE = "selection.json"
 # Checkpoint files that are training state, not the model: not copied to best/.
 _TRAINING_STATE = re.compile(
     r"^(optimizer|scheduler|scaler|rng_state.*|distill_projections)\.(pt|pth|bin)$|^training_args\.bin$"
@@ -46,24 +44,21 @@ class SelectArguments:
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
-    found = [p for p in run_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    found = RunDir(run_dir).checkpoints()
     if not found:
         raise FileNotFoundError(f"{run_dir}: no checkpoint-* folders to select from")
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+    return found
 
 
-def checkpoint_settings(path: Path) -> dict:
-    settings = path / SETTINGS_FILE
-    if not settings.is_file():
-        raise ValueError(f"refusing {path}: no {SETTINGS_FILE}, so its distillation settings are unknown")
-    return json.loads(settings.read_text())
+def checkpoint_settings(path: Path) -> DistillationSettings:
+    if not DistillationSettings.exists(path):
+        raise ValueError(f"refusing {path}: no {DistillationSettings.FILE}, so its distillation settings are unknown")
+    return DistillationSettings.load(path)
 
 
 def heldout_arguments(args: SelectArguments, run_dir: Path) -> CorpusArguments:
     """The run's corpus arguments (so the held-out text is the one training set aside), with overrides."""
-    recipe = {}
-    if (run_dir / RUN_CONFIG).is_file():
-        recipe = json.loads((run_dir / RUN_CONFIG).read_text()).get("recipe", {})
+    recipe = RunConfig.load(run_dir).recipe if RunConfig.exists(run_dir) else {}
     names = {f.name for f in fields(CorpusArguments)}
     values = {k: v for k, v in recipe.items() if k in names}
     if args.validation_files:
@@ -71,33 +66,35 @@ def heldout_arguments(args: SelectArguments, run_dir: Path) -> CorpusArguments:
         if not values.get("train_files") and not values.get("dataset_name"):
             values["train_files"] = args.validation_files  # CorpusArguments wants a training source; never read here
     if not values:
-        raise ValueError(f"{run_dir}: no {RUN_CONFIG}; pass --validation_files")
+        raise ValueError(f"{run_dir}: no {RunConfig.FILE}; pass --validation_files")
     return CorpusArguments(**values)
 
 
-def score(model, teacher, settings: dict, heldout, tokenizer, args: SelectArguments, work_dir: str) -> dict:
+def score(
+    model, teacher, settings: DistillationSettings, heldout, tokenizer, args: SelectArguments, work_dir: str
+) -> dict:
     """Held-out relation losses of `model` (eval_loss, eval_qq, ...), through the training loss code itself."""
     config = DistillationConfig(
         output_dir=work_dir,
         report_to="none",
         per_device_eval_batch_size=args.batch_size,
         use_cpu=args.use_cpu,
-        teacher_name_or_path=settings["teacher"],
-        teacher_layer=settings["teacher_layer"],
-        student_layer=settings["student_layer"],
-        num_relation_heads=settings["num_relation_heads"],
-        relations=settings["relations"],
-        teacher_dtype=settings["teacher_dtype"],
-        teacher_trust_remote_code=settings.get("teacher_trust_remote_code", False),
+        teacher_name_or_path=settings.teacher,
+        teacher_layer=settings.teacher_layer,
+        student_layer=settings.student_layer,
+        num_relation_heads=settings.num_relation_heads,
+        relations=settings.relations,
+        teacher_dtype=settings.teacher_dtype,
+        teacher_trust_remote_code=settings.teacher_trust_remote_code,
     )
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
     trainer = DistillationTrainer(model, config, teacher_model=teacher, data_collator=collator)
     metrics = trainer.evaluate(heldout)
-    names = ["loss", *settings["relations"]]
+    names = ["loss", *settings.relations]
     return {name: round(metrics[f"eval_{name}"], 6) for name in names}
 
 
-def select(args: SelectArguments) -> dict:
+def select(args: SelectArguments) -> Selection:
     run_dir = Path(args.run_dir)
     candidates = checkpoints(run_dir)
     settings = checkpoint_settings(candidates[0])
@@ -106,9 +103,7 @@ def select(args: SelectArguments) -> dict:
             raise ValueError(f"{path}: distillation settings differ from {candidates[0]}; cannot compare losses")
     tokenizer = AutoTokenizer.from_pretrained(candidates[0])
     heldout = build_validation(heldout_arguments(args, run_dir), tokenizer)
-    teacher = load_teacher(
-        settings["teacher"], settings["teacher_dtype"], settings.get("teacher_trust_remote_code", False)
-    )
+    teacher = load_teacher(settings.teacher, settings.teacher_dtype, settings.teacher_trust_remote_code)
     results = []
     with tempfile.TemporaryDirectory() as work_dir:
         for path in candidates:
@@ -120,17 +115,17 @@ def select(args: SelectArguments) -> dict:
         random_init = score(random_student, teacher, settings, heldout, tokenizer, args, work_dir)
     best = min(results, key=lambda r: r["loss"])
     best_dir = copy_checkpoint(run_dir / best["checkpoint"], run_dir / args.best_dir)
-    report = {
-        "metric": "held-out MiniLMv2 relation loss (lower is better)",
-        "heldout_sequences": len(heldout),
-        "settings": settings,
-        "checkpoints": results,
-        "random_init": random_init,
-        "best": best,
-        "best_dir": str(best_dir),
-    }
-    (run_dir / SELECTION_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    selection = Selection(
+        metric="held-out MiniLMv2 relation loss (lower is better)",
+        heldout_sequences=len(heldout),
+        settings=settings,
+        checkpoints=results,
+        random_init=random_init,
+        best=best,
+        best_dir=str(best_dir),
+    )
+    selection.save(run_dir)
+    return selection
 
 
 def copy_checkpoint(source: Path, target: Path) -> Path:
@@ -148,14 +143,14 @@ def main(argv: list[str]) -> int:
     if parsed is None:
         return 0
     ((args,), _) = parsed
-    report = select(args)
-    best, rand = report["best"], report["random_init"]
-    print(f"best checkpoint: {report['best_dir']} ({best['checkpoint']}, step {best['step']})")
+    selection = select(args)
+    best, rand = selection.best, selection.random_init
+    print(f"best checkpoint: {selection.best_dir} ({best['checkpoint']}, step {best['step']})")
     print(
         f"held-out relation loss: {best['loss']:.4f} (distilled) vs {rand['loss']:.4f} (random init), "
         f"ratio {best['loss'] / rand['loss']:.3f}"
     )
-    for name in report["settings"]["relations"]:
+    for name in selection.settings.relations:
         print(f"  {name}: {best[name]:.4f} vs {rand[name]:.4f}")
-    print(f"all scores: {Path(args.run_dir) / SELECTION_FILE}")
+    print(f"all scores: {Path(args.run_dir) / Selection.FILE}")
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,11 +14,7 @@ from time_hub.distill.config import TEACHER_DTYPES, DistillationConfig
 from time_hub.distill.hidden import hidden_mse_loss, hidden_projection
 from time_hub.distill.qkv import HiddenCapture, QKVCapture, adapter_for, truncate_after
 from time_hub.distill.relations import minilm_relation_loss
-
-# Written into every checkpoint: what `time-hub select` needs to score it with exactly the training loss.
-SETTINGS_FILE = "distillation.json"
-# The hidden-state projections (training state, like the optimizer's: never part of the published student).
-PROJECTIONS_FILE = "distill_projections.pt"
+from time_hub.run_dir import RunDir
 
 
 def load_teacher(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False) -> PreTrainedModel:
@@ -80,9 +75,7 @@ class DistillationTrainer(Trainer):
         for checked in (teacher, model):  # fail early, naming an unsupported model_type
             adapter_for(checked)
         settings = self.distillation_settings = args.resolve(teacher.config, model.config)
-        main = (settings["teacher_layer"], settings["student_layer"])
-        self._relation_pairs = [main, *(tuple(p) for p in settings.get("extra_relation_layers", []))]
-        self._hidden_pairs = [tuple(p) for p in settings.get("hidden_layers", [])]
+        self._relation_pairs, self._hidden_pairs = settings.relation_pairs, settings.hidden_pairs
         truncate_after(teacher, max(t for t, _ in self._relation_pairs + self._hidden_pairs))
         teacher.requires_grad_(False).eval()
         super().__init__(model=model, args=args, **kwargs)
@@ -137,19 +130,19 @@ class DistillationTrainer(Trainer):
                 self._teacher_qkv[t].qkv,
                 student["qkv"][s],
                 mask,
-                settings["num_relation_heads"],
-                settings["relations"],
+                settings.num_relation_heads,
+                settings.relations,
             )
             if index == 0:  # the main pair: its qq/kk/vv are logged by name, as without extra pairs
-                parts |= {name: losses[name] for name in settings["relations"]}
+                parts |= {name: losses[name] for name in settings.relations}
                 total = losses["loss"]
             else:
                 parts[f"rel@{t}:{s}"] = losses["loss"]
-                total = total + settings["extra_relation_weight"] * losses["loss"]
+                total = total + settings.extra_relation_weight * losses["loss"]
         for t, s in self._hidden_pairs:
             projected = self.hidden_projections[f"{t}:{s}"](student["hidden"][s])
             parts[f"hidden@{t}:{s}"] = hidden_mse_loss(self._teacher_hidden.states[t], projected, mask)
-            total = total + settings["hidden_loss_weight"] * parts[f"hidden@{t}:{s}"]
+            total = total + settings.hidden_loss_weight * parts[f"hidden@{t}:{s}"]
         logs = self._relation_logs["train" if model.training else "eval"]
         for name, value in parts.items():
             logs[name].append(value.detach())
@@ -165,7 +158,7 @@ class DistillationTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        saved = Path(resume_from_checkpoint, PROJECTIONS_FILE)
+        saved = Path(resume_from_checkpoint, RunDir.PROJECTIONS)
         if len(self.hidden_projections) and saved.is_file():
             self.hidden_projections.load_state_dict(torch.load(saved, map_location=self.accelerator.device))
 
@@ -190,6 +183,6 @@ class DistillationTrainer(Trainer):
         super()._save(output_dir, state_dict)
         if self.args.should_save:
             folder = Path(output_dir or self.args.output_dir)
-            (folder / SETTINGS_FILE).write_text(json.dumps(self.distillation_settings, indent=2) + "\n")
+            self.distillation_settings.save(folder)
             if len(self.hidden_projections):
-                torch.save(self.hidden_projections.state_dict(), folder / PROJECTIONS_FILE)
+                torch.save(self.hidden_projections.state_dict(), folder / RunDir.PROJECTIONS)

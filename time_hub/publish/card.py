@@ -22,7 +22,8 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from transformers import AutoConfig
 
 from time_hub.bench.report import load_bench, pyplot
-from time_hub.card_data import BOOKKEEPING, CARD_DATA_FILE
+from time_hub.card_data import BOOKKEEPING
+from time_hub.run_dir import DistillationSettings, RunConfig, RunDir, Selection
 from time_hub.tasks.results import TaskResults
 
 TEMPLATE = "model_card.md.j2"
@@ -80,19 +81,17 @@ INIT_TEXT = {
 }
 
 
-def extra_terms_text(settings: dict) -> str:
-    """The loss terms next to the main relations (distillation.json), in words; "" when there are none."""
+def extra_terms_text(settings: DistillationSettings) -> str:
+    """The loss terms next to the main relations, in words; "" when there are none."""
     parts = []
-    if settings.get("extra_relation_layers"):
-        pairs = ", ".join(f"{t}/{s}" for t, s in settings["extra_relation_layers"])
-        parts.append(
-            f"the same relations at teacher/student layers {pairs} (weight {settings['extra_relation_weight']})"
-        )
-    if settings.get("hidden_layers"):
-        pairs = ", ".join(f"{t}/{s}" for t, s in settings["hidden_layers"])
+    if settings.extra_relation_layers:
+        pairs = ", ".join(f"{t}/{s}" for t, s in settings.extra_relation_layers)
+        parts.append(f"the same relations at teacher/student layers {pairs} (weight {settings.extra_relation_weight})")
+    if settings.hidden_layers:
+        pairs = ", ".join(f"{t}/{s}" for t, s in settings.hidden_layers)
         parts.append(
             f"hidden-state MSE at teacher/student layers {pairs} through a learned projection "
-            f"(weight {settings['hidden_loss_weight']})"
+            f"(weight {settings.hidden_loss_weight})"
         )
     return "; plus " + " and ".join(parts) if parts else ""
 
@@ -126,7 +125,7 @@ def count_weights(model_dir: Path) -> tuple[int, int]:
 def _curve(card_data: dict | None, run_dir: Path) -> list[dict]:
     if card_data and card_data.get("curve"):
         return card_data["curve"]
-    state = _read_json(run_dir / "trainer_state.json") or {}
+    state = _read_json(run_dir / RunDir.TRAINER_STATE) or {}
     return [e for e in state.get("log_history", []) if "loss" in e or "eval_loss" in e]
 
 
@@ -215,16 +214,19 @@ def _speed(inputs: CardInputs) -> tuple[dict | None, list[Path]]:
 def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
     """The card's data and the files to publish with it (repo path -> local path)."""
     run_dir, model_dir = Path(inputs.run_dir), Path(inputs.model_dir)
-    run_config = _read_json(run_dir / "run_config.json")
-    if run_config is None:
-        raise ValueError(f"{run_dir}: no run_config.json (is this a `time-hub distill` output folder?)")
-    recipe, settings = run_config.get("recipe", {}), run_config["distillation"]
-    selection = _read_json(run_dir / "selection.json")
-    card_data = _read_json(run_dir / CARD_DATA_FILE)
-    files = {f"provenance/{name}": run_dir / name for name in ("run_config.json", "selection.json", CARD_DATA_FILE)}
+    run = RunDir(run_dir)
+    if not RunConfig.exists(run_dir):
+        raise ValueError(f"{run_dir}: no {RunConfig.FILE} (is this a `time-hub distill` output folder?)")
+    run_config = RunConfig.load(run_dir)
+    recipe, settings = run_config.recipe, run_config.distillation
+    selection = Selection.load(run_dir) if Selection.exists(run_dir) else None
+    card_data = _read_json(run.card_data)
+    files = {
+        f"provenance/{path.name}": path for path in (run_dir / RunConfig.FILE, run_dir / Selection.FILE, run.card_data)
+    }
     files = {k: v for k, v in files.items() if v.is_file()}
 
-    encoder_dir = (run_dir / "best") if (run_dir / "best").is_dir() else run_dir
+    encoder_dir = run.encoder
     config = AutoConfig.from_pretrained(encoder_dir)
     total, embeddings = count_weights(encoder_dir)
     recorded = card_data or {}
@@ -255,8 +257,8 @@ def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
         "base_model": inputs.base_model,
         # A local teacher folder means little on the Hub: name the base model it is a copy of, when given.
         "teacher": {
-            "name": inputs.base_model if inputs.base_model and not inputs.task else settings["teacher"],
-            "path": settings["teacher"],
+            "name": inputs.base_model if inputs.base_model and not inputs.task else settings.teacher,
+            "path": settings.teacher,
         },
         "student": {
             "architecture": type(config).__name__.replace("Config", "Model"),
@@ -271,10 +273,10 @@ def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
             "embedding_share": f"{100 * embeddings / total:.0f}%",
         },
         "distillation": {
-            "teacher_layer": settings["teacher_layer"],
-            "student_layer": settings["student_layer"],
-            "relations": settings["relations"],
-            "relation_heads": settings["num_relation_heads"],
+            "teacher_layer": settings.teacher_layer,
+            "student_layer": settings.student_layer,
+            "relations": settings.relations,
+            "relation_heads": settings.num_relation_heads,
             "init": INIT_TEXT.get(recipe.get("student_init", "random"), recipe.get("student_init")),
             "extra_terms": extra_terms_text(settings),
             "corpus": corpus,
@@ -298,24 +300,24 @@ def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
         "time_hub_version": metadata.version("time-hub"),
     }
     if selection:
-        best = selection["best"]
+        best = selection.best
         card["selection"] = {
             "checkpoint": best["checkpoint"],
             "step": best["step"],
             "loss": best["loss"],
-            "random_loss": selection["random_init"]["loss"],
-            "candidates": len(selection["checkpoints"]),
+            "random_loss": selection.random_init["loss"],
+            "candidates": len(selection.checkpoints),
         }
     if inputs.task:
         card.update(_task_details(inputs, model_dir))
-        if (model_dir / CARD_DATA_FILE).is_file():
-            files["provenance/finetune_card_data.json"] = model_dir / CARD_DATA_FILE
+        if (model_dir / RunDir.CARD_DATA).is_file():
+            files["provenance/finetune_card_data.json"] = model_dir / RunDir.CARD_DATA
     card["sources"] = sorted(files)
     return card, files
 
 
 def _last_step(run_dir: Path) -> int | None:
-    return (_read_json(run_dir / "trainer_state.json") or {}).get("global_step")
+    return (_read_json(run_dir / RunDir.TRAINER_STATE) or {}).get("global_step")
 
 
 def _emissions_text(emissions: dict | None) -> str:
@@ -348,12 +350,12 @@ def _example_sentence(corpus: list[str]) -> str:
 
 def _task_details(inputs: CardInputs, model_dir: Path) -> dict:
     config = AutoConfig.from_pretrained(model_dir)
-    state = _read_json(model_dir / "trainer_state.json") or {}
+    state = _read_json(model_dir / RunDir.TRAINER_STATE) or {}
     datasets = sorted({inputs.dataset(TaskResults.load(p)) for p in inputs.results}) or ["(not recorded)"]
     summary = f"{state.get('global_step', '?')} steps, {state.get('num_train_epochs', '?')} epochs"
     if state.get("best_metric") is not None:
         summary += f", best dev score {state['best_metric']:.4f} at {state.get('best_model_checkpoint', '?')}"
-    finetuned = _read_json(model_dir / CARD_DATA_FILE)  # the fine-tuning run's own record, not the distillation's
+    finetuned = _read_json(model_dir / RunDir.CARD_DATA)  # the fine-tuning run's own record, not the distillation's
     if finetuned:
         summary += f"; {_hardware(finetuned)}; emissions {_emissions_text(finetuned.get('emissions'))}"
     return {

@@ -24,6 +24,7 @@ from pathlib import Path
 from time_hub.arguments import InputError, parse_command
 from time_hub.atomic import staged_folder
 from time_hub.publish.card import CardInputs, write_card
+from time_hub.run_dir import DistillationSettings, RunConfig, RunDir
 
 logger = logging.getLogger(__name__)
 # Files of a model folder that belong in its Hub repository (training state, optimizer and args do not).
@@ -34,7 +35,7 @@ MODEL_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
     "sentencepiece.bpe.model",
-    "distillation.json",
+    DistillationSettings.FILE,
     "ud_config.json",  # UD models: label vocabularies and settings beside ud_heads.safetensors
 )
 TASKS = ("ner", "qa", "ud")
@@ -87,28 +88,27 @@ def repo_name(organization: str, lang: str, size: str, task: str | None = None) 
 
 
 def _resolve(args: PublishArguments) -> tuple[CardInputs, Path]:
-    run = Path(args.run_dir)
-    run_config = run / "run_config.json"
-    if not run_config.is_file():
-        raise PublishError(f"{run}: no run_config.json; publish a `time-hub distill` output folder")
-    recipe = json.loads(run_config.read_text()).get("recipe", {})
+    run = RunDir(args.run_dir)
+    if not RunConfig.exists(run.root):
+        raise PublishError(f"{run.root}: no {RunConfig.FILE}; publish a `time-hub distill` output folder")
+    recipe = RunConfig.load(run.root).recipe
     size = args.size or recipe.get("student_shape")
     if not size:
-        raise PublishError(f"{run_config}: no student_shape in the recipe; give --size")
+        raise PublishError(f"{run.root / RunConfig.FILE}: no student_shape in the recipe; give --size")
     if args.task:
-        model_dir = Path(args.model_dir or run / "tasks" / args.task)
+        model_dir = Path(args.model_dir or run.task(args.task))
         results = args.results or sorted(str(p) for p in model_dir.glob("results*.json"))
         base = args.base_model or repo_name(args.organization, args.lang, size)
     else:
-        model_dir = Path(args.model_dir or (run / "best" if (run / "best").is_dir() else run))
-        results = args.results or sorted(str(p) for p in run.glob("tasks/*/results*.json"))
+        model_dir = Path(args.model_dir or run.encoder)
+        results = args.results or [str(p) for p in run.all_task_results()]
         base = args.base_model
     if not model_dir.is_dir():
         raise PublishError(f"{model_dir}: no such model folder")
-    bench = args.bench or (str(run / "bench" / "bench.json") if (run / "bench" / "bench.json").is_file() else None)
+    bench = args.bench or (str(run.bench) if run.bench.is_file() else None)
     repo_id = args.repo_id or repo_name(args.organization, args.lang, size, args.task)
     inputs = CardInputs(
-        run_dir=run,
+        run_dir=run.root,
         model_dir=model_dir,
         repo_id=repo_id,
         language=[args.lang],
@@ -131,7 +131,7 @@ def stage(args: PublishArguments) -> tuple[Path, str]:
     config = json.loads((model_dir / "config.json").read_text())
     if "auto_map" in config:
         raise PublishError(f"{model_dir}/config.json has auto_map: students must load without trust_remote_code")
-    target = Path(args.run_dir) / "publish" / inputs.repo_id.split("/")[1]
+    target = RunDir(args.run_dir).publish(inputs.repo_id.split("/")[1])
     with staged_folder(target) as tmp:
         for pattern in MODEL_FILES:
             for path in model_dir.glob(pattern):

@@ -39,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from time_hub.arguments import InputError, parse_command
+from time_hub.run_dir import RunConfig, RunDir
 
 SPACE_DIR = Path(__file__).resolve().parents[2] / "space"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -117,7 +118,7 @@ def discover(runs_dir: str | Path) -> dict:
     for root, dirs, _ in os.walk(runs_dir):
         folder = Path(root)
         dirs[:] = sorted(d for d in dirs if not SKIP.match(d))
-        if (folder / "run_config.json").is_file():  # a run's tasks/ and best/ belong to the run's entry
+        if RunConfig.exists(folder):  # a run's tasks/ and best/ belong to the run's entry
             dirs[:] = [d for d in dirs if d not in ("tasks", "best")]
         if len(folder.relative_to(runs_dir).parts) >= 4:
             dirs[:] = []
@@ -134,25 +135,21 @@ def discover(runs_dir: str | Path) -> dict:
 
 
 def _entry(folder: Path, runs_dir: Path) -> tuple[str, str, dict] | None:
-    tasks = {}
+    tasks, run = {}, RunDir(folder)
     for task in TASKS:
-        for candidate in (folder / "tasks" / task, folder / task):
+        for candidate in (run.task(task), folder / task):
             if candidate.is_dir() and model_kind(candidate) == task:
                 tasks[task] = os.path.abspath(candidate)
                 break
-    recipe = {}
-    if (folder / "run_config.json").is_file():
-        recipe = json.loads((folder / "run_config.json").read_text()).get("recipe", {})
-    encoder = next((p for p in (folder / "best", folder) if recipe and model_kind(p) == "encoder"), None)
+    recipe = RunConfig.load(folder).recipe if RunConfig.exists(folder) else {}
+    encoder = next((p for p in (run.best, folder) if recipe and model_kind(p) == "encoder"), None)
     if not tasks and encoder is None:
         return None
     rel = folder.relative_to(runs_dir).as_posix() if folder != runs_dir else folder.name
     entry = {role: tasks.get(role) for role in TASKS} | {
         "encoder": os.path.abspath(encoder) if encoder else None,
         "teacher": _teacher(recipe.get("teacher_name_or_path"), runs_dir),
-        "bench": os.path.abspath(folder / "bench" / "bench.json")
-        if (folder / "bench" / "bench.json").is_file()
-        else None,
+        "bench": os.path.abspath(run.bench) if run.bench.is_file() else None,
     }
     shape = recipe.get("student_shape") or _shape(Path(entry["encoder"] or next(iter(tasks.values()))))
     return _language(recipe, rel), f"{rel} ({shape})", entry
