@@ -20,12 +20,13 @@ sys.path.insert(0, str(HERE))  # inference.py, and on the Hub the time_hub copy 
 
 import inference  # noqa: E402
 
-from time_hub.publish.space import ROLES, TASKS, allowed, read_models_file  # noqa: E402
+from time_hub.publish.space import ROLES, allowed, read_models_file  # noqa: E402
+from time_hub.tasks.registry import TASKS  # noqa: E402
 
 MAX_CHARS, MAX_WORDS = 1000, 128  # NER, UD and speed inputs: a small shared CPU answers everyone
 MAX_QUESTION_CHARS, MAX_CONTEXT_CHARS = 300, 3000
 LANGUAGES = {"da": "Danish", "en": "English", "de": "German", "sv": "Swedish", "und": "undetermined"}
-TASK_NAMES = {"ner": "NER", "ud": "UD", "qa": "QA", "encoder": "encoder", "teacher": "teacher"}
+TASK_NAMES = {name: spec.short_name for name, spec in TASKS.items()} | {"encoder": "encoder", "teacher": "teacher"}
 EXAMPLES = {
     "da": {
         "ner": "Mette Frederiksen mødtes med Emmanuel Macron i Paris, før hun besøgte Novo Nordisk i Bagsværd.",

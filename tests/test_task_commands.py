@@ -9,6 +9,7 @@ import pytest
 from time_hub.arguments import RecipeError
 from time_hub.cli import main as cli_main
 from time_hub.tasks import commands
+from time_hub.tasks.registry import TASKS
 from time_hub.tasks.results import TaskResults
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes" / "finetune").glob("*.yaml"))
@@ -68,7 +69,7 @@ def test_output_dir_is_required_and_errors_exit_2(capsys, tmp_path):
 def test_task_modules_share_the_contract():
     """ud (written elsewhere), ner and qa take the arguments the dispatch passes."""
     for task in ("ud", "ner", "qa"):
-        module = commands._task_module(task)
+        module = TASKS[task].load()
         finetune = list(inspect.signature(module.finetune).parameters)
         evaluate = list(inspect.signature(module.evaluate).parameters)
         assert finetune[:6] == [

@@ -26,10 +26,10 @@ from time_hub.arguments import build, load_recipe, parse_command
 from time_hub.atomic import write_json
 from time_hub.cli import process_rank
 from time_hub.run_dir import RunDir, Selection
+from time_hub.tasks.registry import TASKS
 from time_hub.tasks.results import TaskResults
 
 logger = logging.getLogger(__name__)
-TASKS = ("ud", "ner", "qa")
 
 
 @dataclass
@@ -273,7 +273,7 @@ def summary_text(report: dict, teacher_results: list[str] = ()) -> str:
         metrics = ", ".join(
             f"{k} {v:.2f}" + (f" ({100 * v / reference[k]:.1f}% of the teacher)" if reference.get(k) else "")
             for k, v in results.metrics.items()
-            if k in ("UPOS", "Lemmas", "LAS", "f1", "exact_match")
+            if k in TASKS[results.task].summary_metrics
         )
         lines.append(f"{results.task}: {metrics}")
     bench = load_bench(run.bench)

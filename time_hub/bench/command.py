@@ -18,10 +18,10 @@ from time_hub.atomic import write_json
 from time_hub.bench.measure import TimingSettings, measure, measure_isolated, settings_dict, speedups
 from time_hub.bench.report import SCHEMA_VERSION, plot_pareto, plot_throughput, table
 from time_hub.provenance import machine_info, software_versions
+from time_hub.tasks.registry import TASKS
 from time_hub.tasks.results import TaskResults
 
 logger = logging.getLogger(__name__)
-MAIN_METRIC = {"ud": "LAS", "ner": "f1", "qa": "f1"}
 
 
 @dataclass
@@ -75,7 +75,7 @@ def quality_scores(args: BenchArguments) -> tuple[dict[str, float], str | None]:
     scores, metrics = {}, set()
     for name, path in paths.items():
         results = TaskResults.load(path)
-        metric = MAIN_METRIC[results.task]
+        metric = TASKS[results.task].main_metric
         scores[name] = results.metrics[metric]
         metrics.add(f"{results.task} {metric}")
     if len(metrics) > 1:

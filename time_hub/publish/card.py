@@ -24,27 +24,10 @@ from transformers import AutoConfig
 from time_hub.bench.report import load_bench, pyplot
 from time_hub.card_data import BOOKKEEPING
 from time_hub.run_dir import DistillationSettings, RunConfig, RunDir, Selection
+from time_hub.tasks.registry import ENCODER_PIPELINE_TAG, TASKS
 from time_hub.tasks.results import TaskResults
 
 TEMPLATE = "model_card.md.j2"
-# The UD model is the stock encoder + small heads that time_hub loads (tagging, lemmas, parsing): token-level.
-PIPELINE_TAGS = {
-    None: "feature-extraction",
-    "ner": "token-classification",
-    "qa": "question-answering",
-    "ud": "token-classification",
-}
-TASK_TITLES = {
-    "ner": "Named-entity recognition",
-    "qa": "Extractive question answering",
-    "ud": "UD tagging, lemmatization and dependency parsing",
-}
-# results.json task -> (Hub task type, pretty name, metrics put in the model-index)
-MODEL_INDEX = {
-    "ud": ("token-classification", "UD tagging, lemmas and parsing", ("UPOS", "UFeats", "Lemmas", "UAS", "LAS")),
-    "ner": ("token-classification", "Named-entity recognition", ("f1", "precision", "recall")),
-    "qa": ("question-answering", "Extractive question answering", ("exact_match", "f1")),
-}
 LANGUAGES = {
     "en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "nl": "Dutch", "da": "Danish",
     "sv": "Swedish", "fi": "Finnish", "et": "Estonian", "hu": "Hungarian", "pl": "Polish", "cs": "Czech",
@@ -157,7 +140,7 @@ def _results(inputs: CardInputs) -> list[dict]:
     for path in inputs.results:
         r = TaskResults.load(path)
         ref = teacher.get((r.task, r.split))
-        for metric in MODEL_INDEX[r.task][2]:
+        for metric in TASKS[r.task].model_index[2]:
             if metric not in r.metrics:
                 continue
             t = ref.metrics.get(metric) if ref else None
@@ -252,7 +235,7 @@ def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
     card = {
         "repo_id": inputs.repo_id,
         "task": inputs.task,
-        "task_title": TASK_TITLES.get(inputs.task),
+        "task_title": TASKS[inputs.task].title if inputs.task else None,
         "language_names": lang_names,
         "base_model": inputs.base_model,
         # A local teacher folder means little on the Hub: name the base model it is a copy of, when given.
@@ -370,7 +353,7 @@ def metadata_for(card: dict, inputs: CardInputs) -> ModelCardData:
     eval_results = []
     for path in inputs.results:
         r = TaskResults.load(path)
-        task_type, task_name, metrics = MODEL_INDEX[r.task]
+        task_type, task_name, metrics = TASKS[r.task].model_index
         for metric in metrics:
             if metric in r.metrics:
                 eval_results.append(
@@ -397,7 +380,7 @@ def metadata_for(card: dict, inputs: CardInputs) -> ModelCardData:
         language=inputs.language,
         license=inputs.license,
         library_name="transformers",
-        pipeline_tag=PIPELINE_TAGS[inputs.task],
+        pipeline_tag=TASKS[inputs.task].pipeline_tag if inputs.task else ENCODER_PIPELINE_TAG,
         base_model=inputs.base_model,
         # The Hub knows adapter/merge/quantized/finetune; a distilled student is closest to a fine-tune of the teacher.
         base_model_relation="finetune" if inputs.base_model else None,

@@ -25,6 +25,7 @@ from time_hub.arguments import InputError, parse_command
 from time_hub.atomic import staged_folder
 from time_hub.publish.card import CardInputs, write_card
 from time_hub.run_dir import DistillationSettings, RunConfig, RunDir
+from time_hub.tasks.registry import TASKS
 
 logger = logging.getLogger(__name__)
 # Files of a model folder that belong in its Hub repository (training state, optimizer and args do not).
@@ -38,7 +39,6 @@ MODEL_FILES = (
     DistillationSettings.FILE,
     "ud_config.json",  # UD models: label vocabularies and settings beside ud_heads.safetensors
 )
-TASKS = ("ner", "qa", "ud")
 
 
 class PublishError(InputError):
@@ -76,7 +76,7 @@ class PublishArguments:
 
     def __post_init__(self):
         if self.task is not None and self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+            raise ValueError(f"task must be one of {list(TASKS)}, got {self.task!r}")
         if any("=" not in pair for pair in self.dataset_names):
             raise ValueError(f"dataset_names: expected RESULTS_DATASET=NAME pairs, got {self.dataset_names}")
         if self.repo_id is not None and self.repo_id.count("/") != 1:

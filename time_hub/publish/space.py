@@ -40,10 +40,10 @@ import yaml
 
 from time_hub.arguments import InputError, parse_command
 from time_hub.run_dir import RunConfig, RunDir
+from time_hub.tasks.registry import TASKS
 
 SPACE_DIR = Path(__file__).resolve().parents[2] / "space"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-TASKS = ("ner", "ud", "qa")
 ROLES = ("encoder", *TASKS, "teacher")
 FORMAT = 1
 MODELS_FILE = "models.json"

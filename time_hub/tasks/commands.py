@@ -10,7 +10,6 @@ ill-typed values are errors naming the file or command line and the key). Each t
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -20,15 +19,13 @@ from transformers import TrainingArguments
 
 from time_hub.arguments import RecipeError, parse_command
 from time_hub.tasks import committee
+from time_hub.tasks.registry import TASKS, task_spec
 from time_hub.tasks.results import TaskResults
 
-Task = Literal["ud", "ner", "qa"]
-# Options that only some tasks take -> those tasks.
-QA_OPTIONS = dict.fromkeys(("doc_stride", "max_answer_length", "n_best"), ("qa",))
-EVALUATE_OPTIONS = QA_OPTIONS | {"max_length": ("ner", "qa")}
-# Options that a task's finetune also passes to its final evaluate (a committee is scored the same way). ner scores
-# at the model's own max_length, not the training one; ud keeps its settings in the saved model.
-SCORED_WITH = {"qa": ("max_length", *QA_OPTIONS)}
+Task = Literal[tuple(TASKS)]  # a recipe's `task` is checked against the registry, naming the key
+# Keys that only some tasks take (which ones: each TaskSpec's `options` / `evaluate_options`).
+TASK_OPTIONS = tuple(dict.fromkeys(o for spec in TASKS.values() for o in spec.options))
+EVALUATE_OPTIONS = tuple(dict.fromkeys(o for spec in TASKS.values() for o in spec.evaluate_options))
 logger = logging.getLogger(__name__)
 
 
@@ -59,7 +56,7 @@ class FinetuneArguments:
     )
 
     def __post_init__(self):
-        _check_task_options(self, QA_OPTIONS)
+        _check_task_options(self, TASK_OPTIONS, task_spec(self.task).options)
         if self.committee is not None:
             committee.member_sources(self.model, self.committee)
 
@@ -81,17 +78,13 @@ class EvaluateArguments:
     n_best: int | None = field(default=None, metadata={"help": "qa: start/end candidates per window"})
 
     def __post_init__(self):
-        _check_task_options(self, EVALUATE_OPTIONS)
+        _check_task_options(self, EVALUATE_OPTIONS, task_spec(self.task).evaluate_options)
 
 
-def _check_task_options(args, options: dict[str, tuple[str, ...]]) -> None:
-    wrong = [name for name, tasks in options.items() if getattr(args, name) is not None and args.task not in tasks]
+def _check_task_options(args, options: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+    wrong = [name for name in options if getattr(args, name) is not None and name not in allowed]
     if wrong:
         raise ValueError(f"{', '.join(wrong)} do not apply to task {args.task}")
-
-
-def _task_module(task: str):
-    return importlib.import_module(f"time_hub.tasks.{task}")
 
 
 def _set(args, names: tuple[str, ...]) -> dict:
@@ -101,11 +94,12 @@ def _set(args, names: tuple[str, ...]) -> dict:
 
 def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> TaskResults:
     """Fine-tune `args.model` on `args.task` (or a committee of N): the best model and results.json in output_dir."""
-    options = _set(args, ("max_length", "early_stopping_patience", "head_learning_rate", *QA_OPTIONS))
-    module = _task_module(args.task)
+    spec = task_spec(args.task)
+    options = _set(args, ("max_length", "early_stopping_patience", "head_learning_rate", *spec.options))
+    module = spec.load()
     if args.committee is None:
         return module.finetune(args.model, args.train, args.dev, training_args.output_dir, training_args, **options)
-    evaluate_options = {k: v for k, v in options.items() if k in SCORED_WITH.get(args.task, ())}
+    evaluate_options = {k: v for k, v in options.items() if k in spec.scored_with}
     return committee.finetune(
         args.task, module, args.model, args.committee, args.train, args.dev, training_args.output_dir,
         training_args, evaluate_options, **options,
@@ -114,8 +108,9 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> TaskR
 
 def evaluate(args: EvaluateArguments) -> TaskResults:
     """Score a fine-tuned model on one data file; results.json written to `args.output` when given."""
-    options = _set(args, tuple(EVALUATE_OPTIONS))
-    module = _task_module(args.task)
+    spec = task_spec(args.task)
+    options = _set(args, spec.evaluate_options)
+    module = spec.load()
     results = module.evaluate(args.model, args.data, args.split, args.batch_size, args.predictions, **options)
     if args.output:
         results.save(args.output)

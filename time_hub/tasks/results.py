@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from time_hub.atomic import write_json
+from time_hub.tasks.registry import TASKS
 
 SCHEMA_VERSION = 1
-TASKS = ("ud", "ner", "qa")
 
 
 @dataclass
@@ -45,7 +45,7 @@ class TaskResults:
 
     def __post_init__(self):
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+            raise ValueError(f"task must be one of {list(TASKS)}, got {self.task!r}")
         for name, value in self.metrics.items():
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 100.0:
                 raise ValueError(f"metric {name!r} must be a percentage in [0, 100], got {value!r}")
