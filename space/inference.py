@@ -17,7 +17,6 @@ import re
 import threading
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import AutoModelForQuestionAnswering, AutoModelForTokenClassification, AutoTokenizer
 
@@ -25,13 +24,14 @@ from time_hub.bench.measure import TimingSettings, make_batches, time_batches
 from time_hub.bench.models import load as load_encoder
 from time_hub.bench.report import load_bench, table
 from time_hub.tasks.conllu import Sentence, Word
-from time_hub.tasks.qa import SquadExample, make_features
+from time_hub.tasks.ner import entity_spans, tag_words, torch_logits
+from time_hub.tasks.qa import answer
 from time_hub.tasks.ud_model import UDModel
 from time_hub.tasks.ud_model import predict as ud_predict
 
 WORD = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
 MAX_PIECES = 256  # subword pieces per NER input (special tokens included)
-QA_MAX_LENGTH, QA_STRIDE, MAX_ANSWER_TOKENS = 384, 128, 30
+QA_MAX_LENGTH, QA_STRIDE = 384, 128
 _load_lock = threading.Lock()  # loads are serialized (no double load under the queue's concurrency); inference isn't
 
 
@@ -78,47 +78,25 @@ def load_timed(spec: str):
     return load_encoder(spec, spec, "cpu", "fp32")
 
 
-@torch.inference_mode()
 def ner(spec: str, text: str) -> list[dict]:
-    """Entities as `{"entity", "word", "start", "end", "score"}` (character offsets into `text`).
-
-    A word's tag is its first subword's argmax, as in training; IOB2 is read the conlleval way (a stray `I-X`
-    starts an entity). `score` is the mean probability of the entity's word tags.
-    """
+    """Entities as `{"entity", "word", "start", "end", "score"}` (character offsets into `text`), through
+    `time_hub.tasks.ner`'s inference path (first-subword tags, conlleval reading of IOB2); `score` is the mean
+    probability of the entity's word tags."""
     tokenizer, model = load_ner(spec)
     spans = words(text)
     if not spans:
         return []
     limit = _max_pieces(model.config, MAX_PIECES)
-    enc = tokenizer([w for w, _, _ in spans], is_split_into_words=True, truncation=True, max_length=limit)
-    probs = model(**enc.convert_to_tensors("pt", prepend_batch_axis=True)).logits[0].softmax(-1)
-    firsts: dict[int, int] = {}
-    for position, word in enumerate(enc.word_ids(0)):
-        if word is not None:
-            firsts.setdefault(word, position)
-    entities: list[dict] = []
-    current: dict | None = None
-    for i, (_, start, end) in enumerate(spans):
-        tag, p = "O", 1.0
-        if i in firsts:
-            p, label = probs[firsts[i]].max(-1)
-            tag, p = model.config.id2label[int(label)], float(p)
-        kind = tag[2:] if tag != "O" else None
-        if kind and tag.startswith("I-") and current and current["entity"] == kind:
-            current["end"], current["probs"] = end, [*current["probs"], p]
-            continue
-        current = {"entity": kind, "start": start, "end": end, "probs": [p]} if kind else None
-        if current:
-            entities.append(current)
+    (tags,), (probs,) = tag_words(torch_logits(model), tokenizer, model.config, [[w for w, _, _ in spans]], 1, limit)
     return [
         {
-            "entity": e["entity"],
-            "word": text[e["start"] : e["end"]],
-            "start": e["start"],
-            "end": e["end"],
-            "score": round(float(np.mean(e["probs"])), 4),
+            "entity": kind,
+            "word": text[spans[first][1] : spans[last][2]],
+            "start": spans[first][1],
+            "end": spans[last][2],
+            "score": round(score, 4),
         }
-        for e in entities
+        for kind, first, last, score in entity_spans(tags, probs)
     ]
 
 
@@ -175,45 +153,16 @@ def tree_svg(analysis: list[Word]) -> str:
 
 @torch.inference_mode()
 def qa(spec: str, question: str, context: str) -> dict:
-    """The best answer span: `{"answer", "start", "end", "score"}`, character offsets into `context`.
-
-    Windows as in `time_hub.tasks.qa` (`make_features`); per window, start and end probabilities are a softmax over
-    the context tokens, and `score` = p(start) * p(end) of the best span (at most 30 tokens) over all windows.
-    """
+    """The best answer span `{"answer", "start", "end", "score"}` through `time_hub.tasks.qa.answer` (windows and
+    decoding as in evaluation; `score` = p(start) x p(end))."""
     tokenizer, model = load_qa(spec)
-    example = SquadExample("0", "", context, question, [""], [0])  # placeholder gold: positions go unused
     length = _max_pieces(model.config, QA_MAX_LENGTH)
-    features = make_features([example], tokenizer, length, min(QA_STRIDE, length // 3))
-    if not features.offsets:
-        raise ValueError("the question is too long to leave room for the context")
-    batch = tokenizer.pad(
-        {k: features.inputs[k] for k in ("input_ids", "attention_mask")}, return_tensors="pt", padding=True
-    )
-    out = model(**batch)
-    best = {"answer": "", "start": 0, "end": 0, "score": 0.0}
-    for w, offsets in enumerate(features.offsets):
-        valid = np.array([o is not None for o in offsets])
-        if not valid.any():
-            continue
-        starts = _softmax(out.start_logits[w, : len(offsets)].numpy(), valid)
-        ends = _softmax(out.end_logits[w, : len(offsets)].numpy(), valid)
-        scores = np.triu(np.outer(starts, ends)) - np.triu(np.outer(starts, ends), MAX_ANSWER_TOKENS)
-        s, e = np.unravel_index(int(scores.argmax()), scores.shape)
-        if scores[s, e] > best["score"]:
-            start, end = offsets[s][0], offsets[e][1]
-            best = {"answer": context[start:end], "start": start, "end": end, "score": float(scores[s, e])}
-    return best
+    return answer(model, tokenizer, question, context, length, min(QA_STRIDE, length // 3))
 
 
 def _max_pieces(config, wanted: int) -> int:
     """`wanted`, or less for an encoder with fewer positions (RoBERTa-style ids start after the padding index)."""
     return min(wanted, getattr(config, "max_position_embeddings", wanted) - 2)
-
-
-def _softmax(logits: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    z = np.where(valid, logits, -np.inf)
-    z = np.exp(z - z.max())
-    return z / z.sum()
 
 
 def speed(spec: str, sentences: list[str], repeats: int = 5) -> dict:

@@ -5,7 +5,7 @@ import logging
 
 import numpy as np
 import pytest
-from transformers import AutoModelForQuestionAnswering, TrainingArguments
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer, TrainingArguments
 
 from time_hub.tasks import qa
 
@@ -163,8 +163,9 @@ def test_finetune_tiny_model_end_to_end(tiny_bert_dir, xquad_en, tmp_path):
     model = AutoModelForQuestionAnswering.from_pretrained(out, local_files_only=True)
     assert model.config.architectures == ["BertForQuestionAnswering"]
     context = "Kjeld Christensen moved from Aarhus to Copenhagen in 1998."
-    reply = qa.answer(str(out), "Where did he move?", context, max_length=128, doc_stride=32)
-    assert reply in context
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    reply = qa.answer(model, tokenizer, "Where did he move?", context, max_length=128, doc_stride=32)
+    assert reply["answer"] == context[reply["start"] : reply["end"]] and 0 <= reply["score"] <= 1
 
     predictions = tmp_path / "predictions.json"
     again = qa.evaluate(str(out), str(dev), predictions_file=str(predictions), max_length=128, doc_stride=32)

@@ -55,8 +55,9 @@ def tiny_models(tmp_path_factory, tiny_bert_dir, tokenizer, shared) -> dict:
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoModelForTokenClassification, BertConfig, BertModel
 
+    from time_hub.encoder import load_encoder
     from time_hub.tasks.conllu import read_conllu
-    from time_hub.tasks.ud_model import UDLabels, UDModel, UDSettings, load_encoder
+    from time_hub.tasks.ud_model import UDLabels, UDModel, UDSettings
 
     root = tmp_path_factory.mktemp("space-models")
     torch.manual_seed(0)

@@ -5,11 +5,12 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
+from time_hub.encoder import load_encoder
 from time_hub.tasks.conllu import read_conllu, write_conllu
 from time_hub.tasks.results import TaskResults
 from time_hub.tasks.ud import evaluate, finetune
 from time_hub.tasks.ud_metrics import METRICS
-from time_hub.tasks.ud_model import CONFIG_FILE, HEADS_FILE, UDModel, load_encoder, predict
+from time_hub.tasks.ud_model import CONFIG_FILE, HEADS_FILE, UDModel, predict
 from time_hub.tasks.ud_parser import is_tree
 
 

@@ -24,7 +24,6 @@ from transformers import (
     AutoModelForQuestionAnswering,
     AutoModelForTokenClassification,
     AutoTokenizer,
-    DataCollatorForTokenClassification,
 )
 
 from time_hub.arguments import parse_command
@@ -122,22 +121,14 @@ def max_abs_diff(model, names, session: OnnxEncoder, tokenizer, sentences: list[
     return worst
 
 
-def ner_scores(predict_logits, tokenizer, config, eval_file: str) -> dict[str, float]:
-    """Entity-level dev scores of any logits function (PyTorch or ONNX), with `time_hub.tasks.ner`'s conventions."""
+def ner_scores(logits_fn, tokenizer, config, eval_file: str) -> dict[str, float]:
+    """Entity-level dev scores of any logits function (PyTorch or ONNX), through the NER inference path."""
     from time_hub.tasks import ner
 
     sentences = ner.load_ner(eval_file, "dev")
-    max_length = min(tokenizer.model_max_length, config.max_position_embeddings, 512)
-    dataset, firsts = ner.encode(sentences, tokenizer, config.label2id, max_length)
-    collate = DataCollatorForTokenClassification(tokenizer, return_tensors="pt")
-    predictions = []
     start = time.perf_counter()
-    for i in range(0, len(dataset), 32):
-        batch = collate([dataset[j] for j in range(i, min(i + 32, len(dataset)))])
-        logits = predict_logits(batch["input_ids"], batch["attention_mask"])
-        predictions.extend(logits.argmax(-1).numpy())
+    predicted, _ = ner.tag_words(logits_fn, tokenizer, config, [s.tokens for s in sentences])
     seconds = time.perf_counter() - start
-    predicted = ner.word_predictions(predictions, firsts, config.id2label)
     return ner.entity_scores([s.tags for s in sentences], predicted) | {"seconds": seconds}
 
 
@@ -166,12 +157,9 @@ def export(args: ExportArguments) -> dict:
         if args.eval_file:
             report["variants"][name]["ner_dev"] = ner_scores(session, tokenizer, model.config, args.eval_file)
     if args.eval_file:
+        from time_hub.tasks.ner import torch_logits
 
-        def pytorch_logits(input_ids, attention_mask):
-            with torch.inference_mode():
-                return model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-        report["pytorch_ner_dev"] = ner_scores(pytorch_logits, tokenizer, model.config, args.eval_file)
+        report["pytorch_ner_dev"] = ner_scores(torch_logits(model), tokenizer, model.config, args.eval_file)
         report["eval_file"] = args.eval_file
     write_json(out / "export.json", report)
     return report

@@ -16,6 +16,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase, XLMRobertaConfig
 
 from time_hub.distill.student import parse_shape, student_config
+from time_hub.encoder import load_encoder
 
 # The published configs (FacebookAI/xlm-roberta-{base,large}/config.json).
 _XLMR = dict(
@@ -104,9 +105,7 @@ def load(spec: str, tokenizer: str, device: str, dtype: str, threads: int | None
         return LoadedModel(spec, kind, model, tok, model.num_parameters(), _max_length(config, tok))
     tok = AutoTokenizer.from_pretrained(tokenizer if kind != "pretrained" else spec)
     if kind == "pretrained":
-        model = AutoModel.from_pretrained(spec, dtype=DTYPES[dtype])
-        if getattr(model, "pooler", None) is not None:  # token-level pipelines never use it (and it is often random)
-            model.pooler = None
+        model = load_encoder(spec, DTYPES[dtype])
     else:
         config = CONFIGS.get(spec) or student_config(CONFIGS["xlm-roberta-large"], tok, spec)
         torch.manual_seed(0)

@@ -28,6 +28,7 @@ from transformers import (
 
 from time_hub.compress.prune import PruneArguments, prune, resolve_layers
 from time_hub.distill.qkv import model_family
+from time_hub.encoder import load_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ def prune_student(
     if not done.is_file() or json.loads(done.read_text()) != settings:
         prune(prune_args)
         done.write_text(json.dumps(settings, indent=2) + "\n")
-    student = AutoModel.from_pretrained(output_dir, add_pooling_layer=False)
+    student = load_encoder(output_dir)
     logger.info(
         "student_init=prune: %s parameters from %s (layers %s)", f"{count_parameters(student):,}", output_dir, layers
     )

@@ -7,34 +7,21 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 from time_hub.card_data import register_card_data
 from time_hub.distill.config import TEACHER_DTYPES, DistillationConfig
 from time_hub.distill.hidden import hidden_mse_loss, hidden_projection
 from time_hub.distill.qkv import HiddenCapture, QKVCapture, adapter_for, truncate_after
 from time_hub.distill.relations import minilm_relation_loss
+from time_hub.encoder import load_encoder
 from time_hub.run_dir import RunDir
 
 
 def load_teacher(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False) -> PreTrainedModel:
-    """The teacher as a base encoder, without the pooler of BERT-like models (never used, often not even stored).
-
-    Its own modeling code (config.json `auto_map`) runs only with `trust_remote_code`. LTG-BERT-family configs
-    (recognised by `position_bucket_size`, as in `qkv.model_family`) are refused without it: LTG's own config says
-    model_type "bert", so transformers would quietly load a BERT that ignores their weights.
-    """
-    if trust_remote_code:
-        return AutoModel.from_pretrained(name_or_path, dtype=TEACHER_DTYPES[dtype], trust_remote_code=True)
-    config_dict, _ = PretrainedConfig.get_config_dict(name_or_path)
-    if "position_bucket_size" in config_dict:
-        raise ValueError(
-            f"the teacher {name_or_path} is an LTG-BERT-family model (LTG-BERT, HPLT-BERT, NorBERT3) that needs its "
-            "own modeling code: set teacher_trust_remote_code: true (if you trust that code)"
-        )
-    config = AutoConfig.from_pretrained(name_or_path)
-    kwargs = {"add_pooling_layer": False} if config.model_type in ("bert", "roberta", "xlm-roberta") else {}
-    return AutoModel.from_pretrained(name_or_path, config=config, dtype=TEACHER_DTYPES[dtype], **kwargs)
+    """The teacher as a base encoder in `dtype` (`time_hub.encoder.load_encoder`: no pooler, remote code only when
+    trusted)."""
+    return load_encoder(name_or_path, TEACHER_DTYPES[dtype], trust_remote_code)
 
 
 class _ZeroGradients(TrainerCallback):

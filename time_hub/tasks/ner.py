@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,6 @@ from time_hub.tasks.training import (
     TaskTrainer,
     dev_selection_args,
     hub_dataset_id,
-    predict,
     train_and_save,
 )
 
@@ -232,8 +232,67 @@ def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str
 
 
 def _argmax(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Keep only predicted ids across evaluation batches, not the full logits."""
+    """Keep only predicted ids across the dev evaluations of training, not the full logits."""
     return logits.argmax(dim=-1)
+
+
+def default_max_length(tokenizer: PreTrainedTokenizerBase, config) -> int:
+    """What the model accepts (at most 512 subwords), so only very long sentences truncate."""
+    return min(tokenizer.model_max_length, config.max_position_embeddings, 512)
+
+
+def torch_logits(model) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """`(input_ids, attention_mask) -> logits` of a token-classification model or committee, on its device."""
+    device = next(model.parameters()).device
+
+    def logits(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits.float().cpu()
+
+    return logits
+
+
+@torch.inference_mode()
+def tag_words(
+    logits_fn: Callable,
+    tokenizer: PreTrainedTokenizerBase,
+    config,
+    words: list[list[str]],
+    batch_size: int = 32,
+    max_length: int | None = None,
+) -> tuple[list[list[str]], list[list[float]]]:
+    """The one NER inference path (evaluation, the Space, ONNX export checks): word-level tags of pre-split
+    sentences and their probabilities. A word's tag is its first subword's argmax, as in training; words truncated
+    away are `O` (probability 1). `logits_fn(input_ids, attention_mask)` is any tagger: `torch_logits(model)` or an
+    ONNX session."""
+    sentences = [NerSentence(list(w), ["O"] * len(w), "") for w in words]
+    max_length = max_length or default_max_length(tokenizer, config)
+    dataset, firsts = encode(sentences, tokenizer, {}, max_length)  # no gold labels: all -100
+    collate = DataCollatorForTokenClassification(tokenizer, return_tensors="pt")
+    tags, probs = [], []
+    for i in range(0, len(dataset), batch_size):
+        batch = collate([dataset[j] for j in range(i, min(i + batch_size, len(dataset)))])
+        logits = torch.as_tensor(logits_fn(batch["input_ids"], batch["attention_mask"])).float()
+        ids, best = logits.argmax(-1), logits.softmax(-1).max(-1).values
+        for row, positions in enumerate(firsts[i : i + batch_size]):
+            tags.append([config.id2label[int(ids[row, q])] if q >= 0 else "O" for q in positions])
+            probs.append([float(best[row, q]) if q >= 0 else 1.0 for q in positions])
+    return tags, probs
+
+
+def entity_spans(tags: list[str], probs: list[float]) -> list[tuple[str, int, int, float]]:
+    """Entities of one tagged sentence as (type, first word, last word, mean tag probability), IOB2 read the
+    conlleval way (a stray `I-X` starts an entity), as seqeval scores them."""
+    spans: list[list] = []
+    current = None
+    for i, (tag, p) in enumerate(zip(tags, probs)):
+        kind = tag[2:] if tag != "O" else None
+        if kind and tag.startswith("I-") and current and current[0] == kind:
+            current[2], current[3] = i, [*current[3], p]
+            continue
+        current = [kind, i, i, [p]] if kind else None
+        if current:
+            spans.append(current)
+    return [(kind, first, last, float(np.mean(ps))) for kind, first, last, ps in spans]
 
 
 def finetune(
@@ -322,17 +381,16 @@ def evaluate(
 ) -> TaskResults:
     """Score a saved token-classification model (or committee folder) on an IOB2 file (or Hub dataset), entity level.
 
-    `max_length` defaults to what the model accepts (at most 512 subwords), so only very long sentences truncate.
+    `max_length` defaults to what the model accepts (`default_max_length`).
     """
     sentences = load_ner(data_file, split)
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = committee.load(model_dir, _load_tagger, committee.LogitsCommittee)
-    max_length = max_length or min(tokenizer.model_max_length, model.config.max_position_embeddings, 512)
-    dataset, firsts = encode(sentences, tokenizer, model.config.label2id, max_length)
-    collator = DataCollatorForTokenClassification(tokenizer)
-    pred_ids = predict(model, tokenizer, dataset, collator, batch_size, _argmax)
-    predicted = word_predictions(pred_ids, firsts, model.config.id2label)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    max_length = max_length or default_max_length(tokenizer, model.config)
+    tokens = [s.tokens for s in sentences]
+    predicted, _ = tag_words(torch_logits(model), tokenizer, model.config, tokens, batch_size, max_length)
     gold = [s.tags for s in sentences]
     metrics = entity_scores(gold, predicted)
     if predictions_file:

@@ -224,6 +224,18 @@ def make_features(
     return features
 
 
+@dataclass(frozen=True)
+class Span:
+    """An answer candidate: its score (start + end logit), window, token range and character range."""
+
+    score: float
+    window: int
+    first_token: int
+    last_token: int
+    start: int
+    end: int
+
+
 def decode_answers(
     examples: list[SquadExample],
     features: QaFeatures,
@@ -236,13 +248,28 @@ def decode_answers(
 
     Logit rows may be padded past a window's length (batches are padded): only the first len(offsets) count.
     """
-    best: dict[int, tuple[float, str]] = {}
+    spans = decode_spans(features, start_logits, end_logits, n_best, max_answer_length)
+    return {
+        example.id: example.context[spans[i].start : spans[i].end] if i in spans else ""
+        for i, example in enumerate(examples)
+    }
+
+
+def decode_spans(
+    features: QaFeatures,
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> dict[int, Span]:
+    """Per example index, the best span over all its windows (by start + end logit): the `n_best` start and end
+    candidates of each window, end not before start, at most `max_answer_length` tokens."""
+    best: dict[int, Span] = {}
     for w, (index, offsets) in enumerate(zip(features.example_index, features.offsets)):
         starts_logit = start_logits[w][: len(offsets)]
         ends_logit = end_logits[w][: len(offsets)]
         top_starts = np.argsort(starts_logit)[::-1][:n_best]
         top_ends = np.argsort(ends_logit)[::-1][:n_best]
-        context = examples[index].context
         for s in top_starts:
             if offsets[s] is None:
                 continue
@@ -250,9 +277,9 @@ def decode_answers(
                 if offsets[e] is None or e < s or e - s + 1 > max_answer_length:
                     continue
                 score = float(starts_logit[s] + ends_logit[e])
-                if index not in best or score > best[index][0]:
-                    best[index] = (score, context[offsets[s][0] : offsets[e][1]])
-    return {example.id: best[i][1] if i in best else "" for i, example in enumerate(examples)}
+                if index not in best or score > best[index].score:
+                    best[index] = Span(score, w, int(s), int(e), offsets[s][0], offsets[e][1])
+    return best
 
 
 def _window_logits(model, tokenizer, features: QaFeatures, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -379,11 +406,32 @@ def evaluate(
     )
 
 
-def answer(model_dir: str, question: str, context: str, max_length: int = 384, doc_stride: int = 128) -> str:
-    """Answer one question from a saved QA model folder, with the same windows and decoding as `evaluate`."""
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = AutoModelForQuestionAnswering.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
+def answer(
+    model, tokenizer, question: str, context: str, max_length: int = 384, doc_stride: int = 128
+) -> dict[str, str | int | float]:
+    """The one QA inference path for raw text (the Space, pipelines): windows and decoding as in `evaluate`.
+
+    Returns `{"answer", "start", "end", "score"}` (character offsets into `context`; "" and 0 when no span is
+    valid); `score` is p(start) x p(end) of the chosen span, softmaxes over its window's context tokens.
+    """
     examples = [SquadExample("0", "", context, question, [""], [0])]  # placeholder gold: positions go unused
     features = make_features(examples, tokenizer, max_length, doc_stride)
+    if not features.offsets:
+        raise ValueError("the question is too long to leave room for the context")
     start_logits, end_logits = _window_logits(model, tokenizer, features, 8)
-    return decode_answers(examples, features, start_logits, end_logits)["0"]
+    spans = decode_spans(features, start_logits, end_logits)
+    if 0 not in spans:
+        return {"answer": "", "start": 0, "end": 0, "score": 0.0}
+    span = spans[0]
+    offsets = features.offsets[span.window]
+    valid = np.array([o is not None for o in offsets])
+    p_start = _softmax(start_logits[span.window][: len(offsets)], valid)[span.first_token]
+    p_end = _softmax(end_logits[span.window][: len(offsets)], valid)[span.last_token]
+    return {"answer": context[span.start : span.end], "start": span.start, "end": span.end,
+            "score": float(p_start * p_end)}  # fmt: skip
+
+
+def _softmax(logits: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    z = np.where(valid, logits, -np.inf)
+    z = np.exp(z - z.max())
+    return z / z.sum()

@@ -25,13 +25,14 @@ from transformers import (
     set_seed,
 )
 
+from time_hub.encoder import load_encoder
 from time_hub.tasks import committee
 from time_hub.tasks.committee import UDCommittee
 from time_hub.tasks.conllu import Sentence, read_conllu, resolve_conllu, write_conllu
 from time_hub.tasks.results import TaskResults
 from time_hub.tasks.training import TaskTrainer, dev_selection_args, train_and_save
 from time_hub.tasks.ud_metrics import ud_scores
-from time_hub.tasks.ud_model import UDCollator, UDLabels, UDModel, UDSettings, encode_sentences, load_encoder, predict
+from time_hub.tasks.ud_model import UDCollator, UDLabels, UDModel, UDSettings, encode_sentences, predict
 
 logger = logging.getLogger(__name__)
 

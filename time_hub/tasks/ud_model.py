@@ -26,7 +26,6 @@ directory, the heads in `ud_heads.safetensors`, label vocabularies and settings 
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from collections import Counter
@@ -39,9 +38,9 @@ import numpy as np
 import safetensors.torch
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PreTrainedTokenizerBase
-from transformers.models.auto.modeling_auto import MODEL_MAPPING
+from transformers import PreTrainedTokenizerBase
 
+from time_hub.encoder import load_encoder
 from time_hub.tasks.conllu import Sentence, replace_columns
 from time_hub.tasks.lemma_rules import apply_rule, lemma_rule
 from time_hub.tasks.ud_parser import decode_tree
@@ -94,16 +93,6 @@ class UDSettings:
     arc_dim: int = 256
     deprel_dim: int = 128
     dropout: float = 0.1
-
-
-def load_encoder(path: str | Path) -> nn.Module:
-    """The encoder in fp32, without a pooler where the architecture has one (we never use it; it would be random)."""
-    config = AutoConfig.from_pretrained(path)
-    kwargs = {}
-    model_class = MODEL_MAPPING.get(type(config), None)
-    if model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
-        kwargs["add_pooling_layer"] = False
-    return AutoModel.from_pretrained(path, dtype=torch.float32, **kwargs)
 
 
 def _mlp(dim_in: int, dim_out: int, dropout: float) -> nn.Sequential:

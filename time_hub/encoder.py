@@ -1,0 +1,36 @@
+"""The one way this package loads a base encoder (teacher, student, the encoder under a UD model, a model to time).
+
+No pooler where the architecture has one: token-level pipelines never read it, distillation never trains it, and
+checkpoints often do not even store it (so it would be random). Own modeling code (config.json `auto_map`) runs only
+with `trust_remote_code`; LTG-BERT-family configs (recognised by `position_bucket_size`, as in `qkv.model_family`)
+are refused without it, since their config says model_type "bert" and transformers would quietly load a BERT that
+ignores their weights.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+
+def load_encoder(
+    name_or_path: str | Path, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False
+) -> PreTrainedModel:
+    if trust_remote_code:
+        return AutoModel.from_pretrained(name_or_path, dtype=dtype, trust_remote_code=True)
+    config_dict, _ = PretrainedConfig.get_config_dict(name_or_path)
+    if "position_bucket_size" in config_dict:
+        raise ValueError(
+            f"{name_or_path} is an LTG-BERT-family model (LTG-BERT, HPLT-BERT, NorBERT3) that needs its own modeling "
+            "code: set teacher_trust_remote_code: true (if you trust that code)"
+        )
+    config = AutoConfig.from_pretrained(name_or_path)
+    model_class = MODEL_MAPPING.get(type(config), None)
+    kwargs = {}
+    if model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
+        kwargs["add_pooling_layer"] = False
+    return AutoModel.from_pretrained(name_or_path, config=config, dtype=dtype, **kwargs)
