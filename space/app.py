@@ -76,14 +76,14 @@ def check_text(text: str | None, what: str = "text", max_chars: int = MAX_CHARS,
     """The stripped text, or a gr.Error that says which limit it broke."""
     text = (text or "").strip()
     if not text:
-        raise gr.Error(f"Please enter some {what}.")
+        raise Answer(f"Please enter some {what}.")
     if len(text) > max_chars:
-        raise gr.Error(
+        raise Answer(
             f"Input too long: the {what} has {len(text):,} characters, the limit is {max_chars:,}. Please shorten it."
         )
     n = len(inference.words(text))
     if max_words is not None and n > max_words:
-        raise gr.Error(f"Input too long: the {what} has {n} words, the limit is {max_words}. Please shorten it.")
+        raise Answer(f"Input too long: the {what} has {n} words, the limit is {max_words}. Please shorten it.")
     return text
 
 
@@ -94,23 +94,39 @@ def pick(models: dict, lang: str, size: str, pasted: str | None, role: str) -> s
         listed = allowed(models)
         match = pasted if pasted in listed else _same_path(pasted, listed)
         if match is None:
-            raise gr.Error(
+            raise Answer(
                 f"Unknown model {pasted!r}: this demo only runs the models it lists. Pick a language and size, "
                 f"or paste one of: {', '.join(sorted(listed))}."
             )
         roles = {r for sizes in models.values() for e in sizes.values() for r in ROLES if e.get(r) == match}
         if role in TASKS and role not in roles:
-            raise gr.Error(
+            raise Answer(
                 f"{pasted!r} is listed as a {'/'.join(sorted(roles))} model, not as a {TASK_NAMES[role]} model."
             )
         return match
     entry = models.get(lang, {}).get(size)
     if entry is None:
-        raise gr.Error(f"No models for language {lang!r} and size {size!r}: please pick them from the lists.")
+        raise Answer(f"No models for language {lang!r} and size {size!r}: please pick them from the lists.")
     spec = entry.get(role) or (role == "encoder" and next((entry[t] for t in TASKS if entry.get(t)), None))
     if not spec:
-        raise gr.Error(f"There is no {TASK_NAMES[role]} model for {LANGUAGES.get(lang, lang)} / {size} yet.")
+        raise Answer(f"There is no {TASK_NAMES[role]} model for {LANGUAGES.get(lang, lang)} / {size} yet.")
     return spec
+
+
+def Answer(message: str) -> gr.Error:  # noqa: N802 (raised like an exception class)
+    """An ordinary answer to a user's input (nothing to run, input too long): shown, not logged as a traceback."""
+    return gr.Error(message, print_exception=False)
+
+
+def display_name(spec: str) -> str:
+    """A model as the Speed table shows it: a Hub id as is, a local folder relative to here (no absolute paths)."""
+    path = Path(spec)
+    if not path.is_absolute():
+        return spec
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return "/".join(path.parts[-2:])
 
 
 def _same_path(pasted: str, listed: set[str]) -> str | None:
@@ -167,11 +183,11 @@ def build_app(models: dict) -> gr.Blocks:
         entry = _entry_of(models, student) if (pasted or "").strip() else models[lang][size]
         teacher = entry.get("teacher")
         if not teacher:
-            raise gr.Error(f"No teacher is listed for {student}: nothing to compare with.")
+            raise Answer(f"No teacher is listed for {student}: nothing to compare with.")
         rows, timings = [], {}
         for role, spec in (("student", student), ("teacher", teacher)):
             timings[role] = t = _run(spec, inference.speed, sentences)
-            rows.append([role, spec, t["parameters_m"], t["ms"], t["sentences_per_s"]])
+            rows.append([role, display_name(spec), t["parameters_m"], t["ms"], t["sentences_per_s"]])
         ratio = timings["teacher"]["ms"] / timings["student"]["ms"]
         summary = (
             f"The same {len(sentences)} sentence(s) as one batch, median of 5 runs on this machine's CPU: "

@@ -140,7 +140,8 @@ def test_speed_tab_times_student_and_teacher_and_shows_the_published_table(clien
         "da", "tiny", "", "Hej med dig.\nHvor kommer du fra?", api_name="/speed"
     )
     (student, teacher) = table["data"]
-    assert student[:2] == ["student", tiny_models["da"]["tiny"]["encoder"]] and teacher[0] == "teacher"
+    encoder = Path(tiny_models["da"]["tiny"]["encoder"])  # shown without its absolute path
+    assert student[:2] == ["student", f"{encoder.parent.name}/{encoder.name}"] and teacher[0] == "teacher"
     assert all(row[3] > 0 and row[4] > 0 for row in (student, teacher))
     assert "faster" in summary or "slower" in summary
     assert "| tiny-student |" in published

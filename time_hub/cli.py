@@ -33,7 +33,7 @@ COMMANDS = {
     "export": ("time_hub.bench.export", "main", "export to ONNX (optionally int8), checked against PyTorch"),
 }
 # Libraries whose INFO lines are noise at this level (one per ONNX node, per HTTP request, per emissions tick).
-QUIET_LOGGERS = ("onnx_ir", "onnxruntime", "onnxscript", "httpx", "codecarbon", "urllib3", "filelock")
+QUIET_LOGGERS = ("onnx_ir", "onnxruntime", "onnxscript", "httpx", "urllib3", "filelock")
 
 
 def process_rank() -> int:
@@ -53,8 +53,11 @@ def setup_logging() -> None:
     )
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("codecarbon").setLevel(logging.ERROR)  # its warnings describe its own configuration
     # Said once per DataLoader on machines without a GPU; it changes nothing.
     warnings.filterwarnings("ignore", message=".*pin_memory.*no accelerator is found.*")
+    if not sys.stderr.isatty():  # progress bars in a log file are control characters; EtaCallback logs progress
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def usage() -> str:

@@ -98,5 +98,6 @@ def open_counter(device: str, estimate: bool = False):
             return attempt()
         except Exception as e:  # missing package, unsupported GPU, no powercap, no permission: all mean "absent"
             reasons.append(f"{type(e).__name__}: {e}")
-    logger.warning("no energy counter on %s (%s): energy is reported as not available", device, "; ".join(reasons))
+    logger.info("energy: no counter readable on %s (%s), so energy is reported as not available", device,
+                "; ".join(reasons).splitlines()[0][:120])  # fmt: skip
     return None

@@ -15,6 +15,7 @@ from time_hub.distill.hidden import hidden_mse_loss, hidden_projection
 from time_hub.distill.qkv import HiddenCapture, QKVCapture, adapter_for, truncate_after
 from time_hub.distill.relations import minilm_relation_loss
 from time_hub.encoder import load_encoder
+from time_hub.progress import register_eta
 from time_hub.run_dir import RunDir
 
 
@@ -82,6 +83,7 @@ class DistillationTrainer(Trainer):
         if len(self.hidden_projections):  # the Trainer zeroes the model's gradients only
             self.add_callback(_ZeroGradients(self.hidden_projections))
         register_card_data(self)
+        register_eta(self)
         # Inside compute_loss the student's forward returns every captured tensor the loss uses: DDP synchronises
         # only gradients that flow back through the outputs of the wrapped forward.
         self._capturing = False

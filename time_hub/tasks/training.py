@@ -14,6 +14,7 @@ from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
 from time_hub.card_data import register_card_data
+from time_hub.progress import register_eta
 
 logger = logging.getLogger(__name__)
 # Our split names -> the usual Hub split names.
@@ -63,6 +64,7 @@ class TaskTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.head_learning_rate = head_learning_rate
         register_card_data(self)
+        register_eta(self)
 
     def _get_eval_sampler(self, eval_dataset):
         """Dev examples in file order, always: task metrics align predictions with per-example word maps (NER's first
