@@ -10,6 +10,7 @@ from transformers import AutoModel, AutoTokenizer, BertConfig, TrainerCallback
 from time_hub.distill.command import distill
 from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments
+from time_hub.distill.select import SelectArguments, select
 from time_hub.distill.student import StudentArguments
 from time_hub.run_dir import DistillationSettings, RunDir
 
@@ -199,6 +200,19 @@ def test_prune_init_cuts_the_student_out_of_the_teacher(tmp_path, tiny_bert_dir,
     before = (tmp_path / "run" / "student_init" / "model.safetensors").stat().st_mtime_ns
     distill(_config(tiny_bert_dir, tmp_path / "run", max_steps=2, save_steps=2), student, corpus)
     assert (tmp_path / "run" / "student_init" / "model.safetensors").stat().st_mtime_ns == before  # re-used
+
+
+def test_zero_steps_keeps_the_initialised_student_and_select_scores_it(tmp_path, tiny_bert_dir, corpus):
+    student = StudentArguments(
+        "L1-H48-A4-I96", student_init="prune", student_layers="first-1", prune_importance_lines=8
+    )
+    distill(_config(tiny_bert_dir, tmp_path / "run", max_steps=0), student, corpus)
+    init = load_file(tmp_path / "run" / "student_init" / "model.safetensors")
+    for folder in (tmp_path / "run", tmp_path / "run" / "checkpoint-0"):
+        saved = load_file(folder / "model.safetensors")
+        assert saved.keys() == init.keys() and all(torch.equal(saved[k], init[k]) for k in init)
+    selection = select(SelectArguments(str(tmp_path / "run"), validation_files=corpus.train_files, use_cpu=True))
+    assert selection.best["checkpoint"] == "checkpoint-0" and selection.best["loss"] < selection.random_init["loss"]
 
 
 def test_student_init_keys_are_checked():

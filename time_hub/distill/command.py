@@ -7,9 +7,10 @@ device). `--resume_from_checkpoint last` continues from the newest checkpoint in
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding, TrainerCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from time_hub.arguments import parse_command
 from time_hub.distill.config import DistillationConfig
@@ -70,6 +71,14 @@ def distill(
             train_sequences=len(train) if hasattr(train, "__len__") else None,
             heldout_sequences=len(heldout),
         ).save(args.output_dir)
+    if args.max_steps == 0:
+        # No distillation step: the initialised student is the result (e.g. the teacher's bottom layers, which keep
+        # more of it than any distillation we measured: benchmarks/results/protocol/). It is saved as checkpoint-0 too,
+        # so `select` scores it against a random-init student like any run.
+        logger.info("max_steps: 0: saving the initialised student without distillation steps")
+        trainer.save_model(str(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-0"))
+        trainer.save_model()
+        return trainer
     resume = args.resume_from_checkpoint
     if resume in ("last", "true", "True"):
         resume = get_last_checkpoint(args.output_dir)
