@@ -116,9 +116,14 @@ def random_init_copy(encoder: Path, target: Path, seed: int) -> Path:
     return target
 
 
-def run_one(name: str, path: Path, task: str, files: tuple[Path, Path], seed: int, out: Path, work: Path) -> dict:
-    """Fine-tune and score one (encoder, task, seed), or read its saved result; returns the task's metrics."""
+def run_one(
+    name: str, path: Path, task: str, files: tuple[Path, Path], seed: int, out: Path, work: Path, table_only: bool
+) -> dict:
+    """Fine-tune and score one (encoder, task, seed), or read its saved result; returns the task's metrics (none
+    when `table_only` and nothing is saved)."""
     saved = out / name / f"{task}-seed{seed}.json"
+    if not saved.exists() and table_only:
+        return {}
     if not saved.exists():
         protocol = PROTOCOL[task]
         run_dir = work / name / f"{task}-seed{seed}"
@@ -249,6 +254,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="fine-tuning folders (default runs/protocol/<lang>)")
     parser.add_argument("--latency_repeats", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the latency measurement")
+    parser.add_argument(
+        "--table_only", action="store_true", help="fine-tune nothing: tabulate the saved results (and time again)"
+    )
     opts = parser.parse_args()
     work = opts.work or Path("runs/protocol") / opts.lang
 
@@ -270,8 +278,12 @@ def main() -> None:
         label = name + RANDOM_SUFFIX if random else name
         for task, files in data.items():
             for seed in opts.seeds:
-                source = random_init_copy(path, work / label / f"init-seed{seed}", seed) if random else path
-                for metric, value in run_one(label, source, task, files, seed, opts.out, work).items():
+                saved = (opts.out / label / f"{task}-seed{seed}.json").exists()
+                fresh = random and not saved and not opts.table_only
+                source = random_init_copy(path, work / label / f"init-seed{seed}", seed) if fresh else path
+                for metric, value in run_one(
+                    label, source, task, files, seed, opts.out, work, opts.table_only
+                ).items():
                     scores.setdefault(label, {}).setdefault(metric, []).append(value)
 
     latency = batch1_latency(encoders, opts.lang, opts.threads, opts.latency_repeats)

@@ -94,3 +94,8 @@ def test_shape_search_pareto_front():
         {"shape": "d", "speedup": 1.5, "relation_loss_after": 1.2},  # slower and worse than a
     ]
     assert search.pareto(rows) == {"a", "b"}
+    (out / "tiny" / "ud-seed2.json").unlink()
+    monkeypatch.setattr(sys, "argv", [*argv, "--table_only"])
+    protocol.main()  # tabulates what is saved, fine-tunes nothing
+    report = json.loads((out / "summary.json").read_text())
+    assert report["summary"]["tiny"]["LAS"]["n"] == 1 and not (out / "tiny" / "ud-seed2.json").exists()
