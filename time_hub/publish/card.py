@@ -260,7 +260,8 @@ def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
             "student_layer": settings.student_layer,
             "relations": settings.relations,
             "relation_heads": settings.num_relation_heads,
-            "init": INIT_TEXT.get(recipe.get("student_init", "random"), recipe.get("student_init")),
+            "init": INIT_TEXT.get(recipe.get("student_init", "random"), recipe.get("student_init"))
+            + (f", layers `{recipe['student_layers']}`" if recipe.get("student_layers") else ""),
             "extra_terms": extra_terms_text(settings),
             "corpus": corpus,
             "steps": steps,
