@@ -81,6 +81,11 @@ def test_a_tiny_protocol_run_reuses_saved_results(tmp_path, tiny_bert_dir, monke
     saved = (out / "tiny" / "ud-seed1.json").stat().st_mtime_ns
     protocol.main()  # a second run re-uses every saved result
     assert (out / "tiny" / "ud-seed1.json").stat().st_mtime_ns == saved
+    (out / "tiny" / "ud-seed2.json").unlink()
+    monkeypatch.setattr(sys, "argv", [*argv, "--table_only"])
+    protocol.main()  # tabulates what is saved, fine-tunes nothing
+    report = json.loads((out / "summary.json").read_text())
+    assert report["summary"]["tiny"]["LAS"]["n"] == 1 and not (out / "tiny" / "ud-seed2.json").exists()
 
 
 def test_shape_search_pareto_front():
@@ -94,8 +99,3 @@ def test_shape_search_pareto_front():
         {"shape": "d", "speedup": 1.5, "relation_loss_after": 1.2},  # slower and worse than a
     ]
     assert search.pareto(rows) == {"a", "b"}
-    (out / "tiny" / "ud-seed2.json").unlink()
-    monkeypatch.setattr(sys, "argv", [*argv, "--table_only"])
-    protocol.main()  # tabulates what is saved, fine-tunes nothing
-    report = json.loads((out / "summary.json").read_text())
-    assert report["summary"]["tiny"]["LAS"]["n"] == 1 and not (out / "tiny" / "ud-seed2.json").exists()
