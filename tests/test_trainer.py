@@ -208,6 +208,8 @@ def test_zero_steps_keeps_the_initialised_student_and_select_scores_it(tmp_path,
     )
     distill(_config(tiny_bert_dir, tmp_path / "run", max_steps=0), student, corpus)
     init = load_file(tmp_path / "run" / "student_init" / "model.safetensors")
+    teacher = load_file(tiny_bert_dir / "model.safetensors")  # the bottom layer at full width: its exact weights
+    assert all(torch.equal(init[k], teacher[k]) for k in init) and "encoder.layer.0.output.dense.weight" in init
     for folder in (tmp_path / "run", tmp_path / "run" / "checkpoint-0"):
         saved = load_file(folder / "model.safetensors")
         assert saved.keys() == init.keys() and all(torch.equal(saved[k], init[k]) for k in init)

@@ -380,7 +380,7 @@ def plan_units(config, layers, shape, args, saliency, stats) -> tuple[Plan, floa
             dims = [torch.arange(dh) if new_dh == dh else top_indices(scores[part][h], new_dh) for h in kept]
             rows.append(torch.cat([h * dh + d for h, d in zip(kept, dims)]))
         plan.ffn.append(top_indices(scores["ffn"], ffn))
-    if args.hidden_init == "svd" and args.hidden_size is not None:
+    if args.hidden_init == "svd" and hidden < D:
         plan.hidden, share = principal_directions(stats["count"], stats["total"], stats["gram"], hidden)
     elif hidden < D:
         plan.hidden = top_indices(hidden_scores(saliency, D), hidden)
@@ -399,7 +399,9 @@ def prune(args: PruneArguments) -> dict:
     lines = read_lines(args.corpus)[: args.importance_lines]
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     heads, hidden, ffn = shape
-    cut_hidden = args.hidden_size is not None and (args.hidden_init == "svd" or hidden < config.hidden_size)
+    # At the source's width there is nothing to cut: an svd map would only rotate the residual stream, which
+    # LayerNorm does not commute with (it changes the model; see tests/test_prune.py), so the basis is kept.
+    cut_hidden = hidden < config.hidden_size
     needs_pass = cut_hidden or heads < config.num_attention_heads or ffn < config.intermediate_size
     if needs_pass and tokenizer.mask_token_id is None:
         raise ValueError(f"{args.model}: the tokenizer has no mask token, which the importance loss needs")
