@@ -148,3 +148,19 @@ def test_run_chains_the_stages_and_skips_what_is_up_to_date(tiny_bert_dir, share
     assert f"ner: f1 {f1:.2f} ({100 * f1 / teacher['metrics']['f1']:.1f}% of the teacher)" in summary
     test = json.loads((out / "tasks/ner/results-test.json").read_text())
     assert test["split"] == "test" and "provenance/results-1-ner.json" in Path(changed["card"]).read_text()
+
+
+def test_runs_table_shows_every_distillation_run(tmp_path):
+    from time_hub.run_dir import DistillationSettings, RunConfig
+
+    settings = DistillationSettings("t", 2, 2, 4, ["qq", "kk", "vv"], "float32")
+    for name, steps in (("demo-da", 10), ("nested/time-hu-s", 0)):
+        run = tmp_path / name
+        RunConfig({"max_steps": 20}, settings, 1, 1, 1).save(run)
+        (run / f"checkpoint-{steps}").mkdir()
+    (tmp_path / "demo-da" / "tasks" / "ud").mkdir(parents=True)
+    (tmp_path / "demo-da" / "tasks" / "ud" / "results.json").write_text("{}")
+    table = recipe_matrix.runs_table(tmp_path)
+    assert f"| {tmp_path / 'demo-da'} | 10/20 steps | no | ud | - |" in table
+    assert f"| {tmp_path / 'nested' / 'time-hu-s'} | 0/20 steps | no | - | - |" in table
+    assert recipe_matrix.runs_table(tmp_path / "none") == f"no distillation runs under {tmp_path / 'none'}/"

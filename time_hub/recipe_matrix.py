@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from time_hub.arguments import RecipeError, load_recipe, parse, parse_command
-from time_hub.run_dir import RunDir
+from time_hub.run_dir import RunConfig, RunDir, Selection
 
 ROOT = Path("recipes")
 SIZES = ("xs", "s", "m")
@@ -140,6 +140,30 @@ def matrix(root: Path = ROOT, runs: Path = Path("runs")) -> str:
     return "\n".join(lines)
 
 
+def runs_table(runs: Path = Path("runs")) -> str:
+    """Every distillation run under `runs/` (the matrix's, the demo's, any other): how far it got."""
+    found = sorted(
+        {p.parent for p in runs.glob("*/" + RunConfig.FILE)} | {p.parent for p in runs.glob("*/*/" + RunConfig.FILE)}
+    )
+    if not found:
+        return f"no distillation runs under {runs}/"
+    lines = ["| run | distilled | selected | tasks | card |", "|---|---|---|---|---|"]
+    for folder in found:
+        run = RunDir(folder)
+        max_steps = RunConfig.load(folder).recipe.get("max_steps")
+        steps = [int(p.name.split("-")[-1]) for p in run.checkpoints()]
+        final = (folder / "model.safetensors").is_file()
+        distilled = f"{max(steps, default=0)}/{max_steps if max_steps is not None else '?'} steps" + (
+            ", final" if final else ""
+        )
+        tasks = ", ".join(p.parent.name for p in run.all_task_results() if p.name == "results.json") or "-"
+        carded = ", ".join(card.parent.name for card in run.staged_cards()) or "-"
+        lines.append(
+            f"| {folder} | {distilled} | {'yes' if Selection.exists(folder) else 'no'} | {tasks} | {carded} |"
+        )
+    return "\n".join(lines)
+
+
 class _VocabOnly:
     """The tokenizer facts `student_config` reads, from the teacher's config (plans need no tokenizer download)."""
 
@@ -244,7 +268,7 @@ def new_language(lang: str, name: str, treebank: str, flores: str, qa: str | Non
 
 @dataclass
 class ListArguments:
-    """The language x size matrix, with how far each run under runs/ got."""
+    """The language x size matrix, then every distillation run under runs/ and how far it got."""
 
     runs: str = field(default="runs", metadata={"help": "folder of the runs"})
 
@@ -307,6 +331,8 @@ def main(argv: list[str]) -> int:
     ((args,), _) = parsed
     if command == "list":
         print(matrix(runs=Path(args.runs)))
+        print()
+        print(runs_table(Path(args.runs)))
     elif command == "validate":
         results = validate([Path(f) for f in args.files] or all_recipes())
         for path, error in results:
