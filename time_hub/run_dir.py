@@ -145,6 +145,7 @@ class Selection(JsonArtifact):
     random_init: dict
     best: dict
     best_dir: str
+    skipped: list[dict] | None = _optional()  # checkpoints that could not be scored, with the reason
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModel, AutoTokenizer, DataCollatorWithPadding
 
 from time_hub.arguments import parse_command
@@ -44,10 +45,27 @@ class SelectArguments:
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run folder")
     found = RunDir(run_dir).checkpoints()
     if not found:
         raise FileNotFoundError(f"{run_dir}: no checkpoint-* folders to select from")
     return found
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint cannot be scored (half-written by a killed run, damaged), or None when it looks whole."""
+    for name in ("config.json", "model.safetensors", DistillationSettings.FILE):
+        if not (path / name).is_file():
+            return f"no {name} (an incomplete checkpoint, e.g. of a killed run)"
+    try:
+        with safe_open(str(path / "model.safetensors"), "pt") as weights:
+            for key in weights.keys():
+                weights.get_slice(key)  # the header's offsets must fit in the file
+        DistillationSettings.load(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        return f"unreadable: {' '.join(str(e).split())[:200]}"
+    return None
 
 
 def checkpoint_settings(path: Path) -> DistillationSettings:
@@ -96,7 +114,16 @@ def score(
 
 def select(args: SelectArguments) -> Selection:
     run_dir = Path(args.run_dir)
-    candidates = checkpoints(run_dir)
+    found, candidates, skipped = checkpoints(run_dir), [], []
+    for path in found:
+        problem = checkpoint_problem(path)
+        if problem:
+            logger.warning("skipping %s: %s", path, problem)
+            skipped.append({"checkpoint": path.name, "reason": problem})
+        else:
+            candidates.append(path)
+    if not candidates:
+        raise ValueError(f"{run_dir}: none of its {len(found)} checkpoints can be scored ({skipped[0]['reason']})")
     settings = checkpoint_settings(candidates[0])
     for path in candidates[1:]:
         if checkpoint_settings(path) != settings:
@@ -107,12 +134,20 @@ def select(args: SelectArguments) -> Selection:
     results = []
     with tempfile.TemporaryDirectory() as work_dir:
         for path in candidates:
-            losses = score(AutoModel.from_pretrained(path), teacher, settings, heldout, tokenizer, args, work_dir)
+            try:
+                model = AutoModel.from_pretrained(path)
+            except (SafetensorError, OSError, ValueError, RuntimeError) as e:  # damaged past what the check reads
+                logger.warning("skipping %s: cannot load it (%s)", path, " ".join(str(e).split())[:200])
+                skipped.append({"checkpoint": path.name, "reason": f"cannot load: {str(e).splitlines()[0][:200]}"})
+                continue
+            losses = score(model, teacher, settings, heldout, tokenizer, args, work_dir)
             results.append({"checkpoint": path.name, "step": int(path.name.split("-")[-1]), **losses})
             logger.info("%s: held-out relation loss %.4f", path.name, losses["loss"])
         torch.manual_seed(args.random_init_seed)
         random_student = AutoModel.from_config(AutoConfig.from_pretrained(candidates[0]))
         random_init = score(random_student, teacher, settings, heldout, tokenizer, args, work_dir)
+    if not results:
+        raise ValueError(f"{run_dir}: none of its {len(found)} checkpoints could be loaded")
     best = min(results, key=lambda r: r["loss"])
     best_dir = copy_checkpoint(run_dir / best["checkpoint"], run_dir / args.best_dir)
     selection = Selection(
@@ -123,6 +158,7 @@ def select(args: SelectArguments) -> Selection:
         random_init=random_init,
         best=best,
         best_dir=str(best_dir),
+        skipped=skipped or None,
     )
     selection.save(run_dir)
     return selection
