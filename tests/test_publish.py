@@ -2,6 +2,7 @@
 a fine-tuned NER model are pushed by the real client, then loaded in fresh processes by transformers."""
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,28 @@ def test_bad_tokens_are_rejected_and_nothing_is_written(published, tiny_run, tok
     assert len(hub.repo("time/time-da-xs").commits) == commits and hub.blob_count() == blobs
     if token:
         assert token not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("token", "message"), [("hf_wrong", "rejected the token (401)"), (None, "no Hugging Face")])
+def test_credentials_are_checked_before_anything_is_staged(published, tiny_run, token, message):
+    hub, _, _ = published
+    result = publish(hub, tiny_run, token, "--repo_id", "time/never-staged")
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tiny_run / "publish" / "never-staged").exists()
+
+
+def test_an_unreachable_hub_is_one_line_naming_the_endpoint(published, tiny_run):
+    hub, _, _ = published
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [sys.executable, "-m", "time_hub.cli", "publish", str(tiny_run), "--lang", "da", "--size", "xs",
+            "--repo_id", "time/unreachable"]  # fmt: skip
+    env = hub_env(hub, WRITE_TOKEN) | {"HF_ENDPOINT": f"http://127.0.0.1:{port}"}
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"cannot reach the Hub at http://127.0.0.1:{port}" in result.stderr.strip().splitlines()[-1]
+    assert not (tiny_run / "publish" / "unreachable").exists()
 
 
 def test_dry_run_lists_the_repository_without_a_token(published, tiny_run):

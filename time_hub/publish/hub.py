@@ -153,12 +153,31 @@ def _token() -> str:
     return token
 
 
+def check_hub() -> None:
+    """Before anything is staged: a token is there, the Hub endpoint answers and accepts it (one line if not)."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(token=_token())
+    try:
+        api.whoami()
+    except HfHubHTTPError as e:
+        raise _explain(e, "") from None
+    except Exception as e:  # httpx / requests connection errors: no route, refused, DNS, TLS
+        if "connect" not in type(e).__name__.lower() and not isinstance(e, OSError):
+            raise
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise PublishError(f"cannot reach the Hub at {constants.ENDPOINT}: {reason}") from None
+
+
 def _explain(error: Exception, repo_id: str) -> PublishError:
     status = getattr(getattr(error, "response", None), "status_code", None)
     if status == 401:
         return PublishError("the Hub rejected the token (401): check HF_TOKEN / `hf auth login`")
     if status == 403:
         return PublishError(f"the token may not write to {repo_id.split('/')[0]!r} (403): it needs write access")
+    if status is None:
+        return PublishError(f"publishing {repo_id} failed: {' '.join(str(error).split())[:300]}")
     return PublishError(f"publishing {repo_id} failed: {error}")
 
 
@@ -221,6 +240,8 @@ def add_to_collection(title: str, namespace: str, repo_id: str, repo_type: str =
 
 
 def publish(args: PublishArguments) -> dict:
+    if not args.dry_run:
+        check_hub()  # nothing is staged for a push that cannot happen
     folder, repo_id = stage(args)
     files = listing(folder)
     report = {"repo_id": repo_id, "folder": str(folder), "files": files}

@@ -257,8 +257,10 @@ def serve(args: ServeArguments) -> None:
 
 
 def publish(args: SpacePublishArguments) -> dict:
-    from time_hub.publish.hub import listing, push_folder
+    from time_hub.publish.hub import check_hub, listing, push_folder
 
+    if not args.dry_run:
+        check_hub()  # nothing is staged for a push that cannot happen
     target = Path(args.stage_dir or Path("runs") / "spaces" / args.repo_id.split("/")[1])
     folder = stage(args.models_file, target)
     report = {"repo_id": args.repo_id, "folder": str(folder), "files": listing(folder)}
