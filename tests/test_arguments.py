@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from time_hub.arguments import RecipeError, parse
@@ -63,3 +65,22 @@ def test_a_key_given_twice_on_the_command_line_is_an_error():
     with pytest.raises(RecipeError, match="--quality given twice"):
         parse_overrides(["--quality", "a=1", "--quality", "b=2"])
     assert parse_overrides(["--quality", "[a=1, b=2]"]) == {"quality": ["a=1", "b=2"]}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--learning_rate", "-1e-3"], "key 'learning_rate': must be > 0, got -0.001"),
+        (["--adam_beta1", "1.5"], "key 'adam_beta1': must be >= 0 and <= 1, got 1.5"),
+        (["--per_device_train_batch_size", "0"], "key 'per_device_train_batch_size': must be >= 1, got 0"),
+        (["--max_steps", "-2"], "key 'max_steps': must be >= -1, got -2"),
+    ],
+)
+def test_numeric_keys_are_range_checked(override, message, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("teacher_name_or_path: t\ntrain_files: [a.txt]\noutput_dir: o\n")
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        parse(DATACLASSES, ["--config", str(recipe), *override])
+    recipe.write_text(recipe.read_text() + f"{override[0][2:]}: {override[1]}\n")
+    with pytest.raises(RecipeError, match=re.escape(f"r.yaml: {message}")):
+        parse(DATACLASSES, ["--config", str(recipe)])

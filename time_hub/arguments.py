@@ -166,6 +166,48 @@ def parse_overrides(argv: list[str], flags: frozenset[str] = frozenset()) -> dic
     return out
 
 
+# Ranges of numeric keys whose dataclasses do not check them (TrainingArguments takes a negative learning rate and
+# fails only in torch, after the models are loaded): key -> (lowest, highest, whether the bounds are allowed).
+RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "learning_rate": (0, None, False),
+    "head_learning_rate": (0, None, False),
+    "adam_epsilon": (0, None, False),
+    "weight_decay": (0, None, True),
+    "max_grad_norm": (0, None, True),
+    "adam_beta1": (0, 1, True),
+    "adam_beta2": (0, 1, True),
+    "num_train_epochs": (0, None, False),
+    "warmup_steps": (0, None, True),
+    "max_steps": (-1, None, True),
+    "per_device_train_batch_size": (1, None, True),
+    "per_device_eval_batch_size": (1, None, True),
+    "gradient_accumulation_steps": (1, None, True),
+    "logging_steps": (0, None, False),
+    "save_steps": (0, None, False),
+    "eval_steps": (0, None, False),
+    "save_total_limit": (1, None, True),
+    "seed": (0, None, True),
+    "max_seq_length": (8, None, True),
+    "max_length": (8, None, True),
+    "early_stopping_patience": (1, None, True),
+    "hidden_loss_weight": (0, None, True),
+    "extra_relation_weight": (0, None, True),
+}
+
+
+def check_range(key: str, value: Any, where: str) -> None:
+    """One error naming the key and its range when a numeric `value` of a key in RANGES lies outside it."""
+    if key not in RANGES or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    low, high, inclusive = RANGES[key]
+    below = low is not None and (value < low if inclusive else value <= low)
+    above = high is not None and (value > high if inclusive else value >= high)
+    if below or above:
+        sign = (">=", "<=") if inclusive else (">", "<")
+        bounds = " and ".join(f"{s} {b}" for s, b in zip(sign, (low, high)) if b is not None)
+        raise RecipeError(f"{where}: must be {bounds}, got {value!r}")
+
+
 def build(dataclass_types: tuple[type, ...], values: dict[str, Any], sources: dict[str, str]) -> tuple[Any, ...]:
     """Instantiate each dataclass with its keys from `values`; `sources[key]` names where the key came from."""
     fields = {cls: _field_types(cls) for cls in dataclass_types}
@@ -178,6 +220,8 @@ def build(dataclass_types: tuple[type, ...], values: dict[str, Any], sources: di
     out = []
     for cls, types_ in fields.items():
         kwargs = {k: coerce(v, types_[k], f"{sources[k]}: key '{k}'") for k, v in values.items() if k in types_}
+        for key, value in kwargs.items():
+            check_range(key, value, f"{sources[key]}: key '{key}'")
         missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in kwargs and _required(f)]
         if missing:
             origin = sorted({sources[k] for k in kwargs} | {CLI})
