@@ -190,8 +190,6 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "max_seq_length": (8, None, True),
     "max_length": (8, None, True),
     "early_stopping_patience": (1, None, True),
-    "hidden_loss_weight": (0, None, True),
-    "extra_relation_weight": (0, None, True),
 }
 
 
