@@ -10,11 +10,15 @@ ignores their weights.
 from __future__ import annotations
 
 import inspect
+import logging
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
+from transformers.utils import logging as hf_logging
+
+logger = logging.getLogger(__name__)
 
 
 def load_encoder(
@@ -34,3 +38,28 @@ def load_encoder(
     if model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
         kwargs["add_pooling_layer"] = False
     return AutoModel.from_pretrained(name_or_path, config=config, dtype=dtype, **kwargs)
+
+
+def quiet_load(auto_class, path: str | Path, **kwargs) -> tuple[PreTrainedModel, dict]:
+    """(model in float32, loading info) without transformers' loading-report table: the caller reads the info."""
+    level, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        return auto_class.from_pretrained(path, dtype=torch.float32, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+def load_with_new_head(auto_class, path: str | Path, **kwargs) -> PreTrainedModel:
+    """An encoder under a task head that fine-tuning initialises: one log line names the new and the unused weights
+    (instead of transformers' loading-report table)."""
+    model, info = quiet_load(auto_class, path, **kwargs)
+    new, unused = info.get("missing_keys") or [], info.get("unexpected_keys") or []
+    logger.info(
+        "%s on %s: new head weights %s%s", type(model).__name__, path, ", ".join(sorted(new)) or "none",
+        f"; not used: {', '.join(sorted(unused))}" if unused else "",
+    )  # fmt: skip
+    return model

@@ -31,10 +31,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
 from time_hub.arguments import parse_command
 from time_hub.atomic import staged_folder, write_json
+from time_hub.encoder import quiet_load
 
 logger = logging.getLogger(__name__)
 SUPPORTED = ("bert", "roberta", "xlm-roberta")
@@ -338,22 +338,9 @@ def prune_state_dict(source: dict[str, torch.Tensor], keys: list[str], plan: Pla
     return out
 
 
-def _quiet_load(auto, path: str):
-    """(model in float32, loading info); the missing-weight warnings are read from the info, not printed."""
-    level, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        return auto.from_pretrained(path, dtype=torch.float32, output_loading_info=True)
-    finally:
-        hf_logging.set_verbosity(level)
-        if bar:
-            hf_logging.enable_progress_bar()
-
-
 def _objective(path: str, base: torch.nn.Module) -> tuple[str, torch.nn.Module, Callable]:
     """(name, encoder, head): the checkpoint's MLM head if it loads complete, else the tied-embedding proxy."""
-    mlm, info = _quiet_load(AutoModelForMaskedLM, path)
+    mlm, info = quiet_load(AutoModelForMaskedLM, path)
     prefix = mlm.base_model_prefix + "."
     if not [k for k in info["missing_keys"] if not k.startswith(prefix)]:
         return "mlm_head", mlm.base_model, next(m for n, m in mlm.named_children() if n != mlm.base_model_prefix)
@@ -406,7 +393,7 @@ def prune(args: PruneArguments) -> dict:
     if needs_pass and tokenizer.mask_token_id is None:
         raise ValueError(f"{args.model}: the tokenizer has no mask token, which the importance loss needs")
 
-    base, info = _quiet_load(AutoModel, args.model)
+    base, info = quiet_load(AutoModel, args.model)
     has_pooler = getattr(base, "pooler", None) is not None and not any("pooler" in k for k in info["missing_keys"])
     source = base.state_dict()  # original names: the layer truncation below renames the modules, not this dict
     before = sum(p.numel() for n, p in base.named_parameters() if has_pooler or not n.startswith("pooler."))

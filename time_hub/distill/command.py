@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding, TrainerCallback, set_seed
+from transformers import AutoTokenizer, DataCollatorWithPadding, TrainerCallback, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from time_hub.arguments import parse_command
@@ -17,6 +17,7 @@ from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments, build_corpus
 from time_hub.distill.student import StudentArguments, build_student, count_parameters, prune_student
 from time_hub.distill.trainer import DistillationTrainer, load_teacher
+from time_hub.encoder import load_encoder
 from time_hub.run_dir import RunConfig, RunDir
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def distill(
     )
     teacher = load_teacher(args.teacher_name_or_path, args.teacher_dtype, args.teacher_trust_remote_code)
     if student_args.student_name_or_path:
-        student = AutoModel.from_pretrained(student_args.student_name_or_path)
+        student = load_encoder(student_args.student_name_or_path)
     elif student_args.student_init == "prune":
         if not corpus_args.train_files:
             raise ValueError("student_init: prune needs train_files (local text for its importance pass)")

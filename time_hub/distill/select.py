@@ -23,6 +23,7 @@ from time_hub.arguments import parse_command
 from time_hub.distill.config import DistillationConfig
 from time_hub.distill.data import CorpusArguments, build_validation
 from time_hub.distill.trainer import DistillationTrainer, load_teacher
+from time_hub.encoder import load_encoder
 from time_hub.run_dir import DistillationSettings, RunConfig, RunDir, Selection
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def select(args: SelectArguments) -> Selection:
     with tempfile.TemporaryDirectory() as work_dir:
         for path in candidates:
             try:
-                model = AutoModel.from_pretrained(path)
+                model = load_encoder(path)
             except (SafetensorError, OSError, ValueError, RuntimeError) as e:  # damaged past what the check reads
                 logger.warning("skipping %s: cannot load it (%s)", path, " ".join(str(e).split())[:200])
                 skipped.append({"checkpoint": path.name, "reason": f"cannot load: {str(e).splitlines()[0][:200]}"})

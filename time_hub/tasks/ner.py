@@ -36,6 +36,7 @@ from transformers import (
     set_seed,
 )
 
+from time_hub.encoder import load_with_new_head
 from time_hub.tasks import committee
 from time_hub.tasks.results import TaskResults
 from time_hub.tasks.training import (
@@ -320,12 +321,12 @@ def finetune(
     labels = label_list(train + dev)
     label2id = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-    model = AutoModelForTokenClassification.from_pretrained(
+    model = load_with_new_head(
+        AutoModelForTokenClassification,
         model_name_or_path,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id=label2id,
-        dtype=torch.float32,
     )
     train_set, _ = encode(train, tokenizer, label2id, max_length)
     kwargs = {}

@@ -32,6 +32,7 @@ from transformers import (
     set_seed,
 )
 
+from time_hub.encoder import load_with_new_head
 from time_hub.tasks import committee
 from time_hub.tasks.results import TaskResults
 from time_hub.tasks.squad_metric import squad_scores
@@ -320,7 +321,7 @@ def finetune(
     train = load_squad(train_file, "train")
     dev = load_squad(dev_file, "dev") if dev_file else []
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-    model = AutoModelForQuestionAnswering.from_pretrained(model_name_or_path, dtype=torch.float32)
+    model = load_with_new_head(AutoModelForQuestionAnswering, model_name_or_path)
     train_features = make_features(train, tokenizer, max_length, doc_stride)
     kwargs = {}
     if dev:
