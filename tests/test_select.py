@@ -21,7 +21,9 @@ def test_damaged_and_incomplete_checkpoints_are_skipped(tmp_path, tiny_bert_dir,
     selection = select(SelectArguments(str(run), validation_files=corpus.train_files, use_cpu=True))
     assert [c["checkpoint"] for c in selection.checkpoints] == ["checkpoint-2"]
     reasons = {s["checkpoint"]: s["reason"] for s in selection.skipped}
-    assert "header" in reasons["checkpoint-4"] and reasons["checkpoint-6"].startswith("no model.safetensors")
+    assert "header" in reasons["checkpoint-4"] and reasons["checkpoint-6"].startswith(
+        "incomplete: no checkpoint.complete"
+    )
     saved = json.loads((run / "selection.json").read_text())
     assert saved["best"]["checkpoint"] == "checkpoint-2" and len(saved["skipped"]) == 2
 

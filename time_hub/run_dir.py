@@ -5,7 +5,8 @@
       run_config.json           RunConfig: the merged recipe, the resolved loss settings, sizes
       distillation.json         DistillationSettings (also in every checkpoint-N/: `select` compares them)
       card_data.json            what the training run recorded for its card (`time_hub.card_data`)
-      checkpoint-N/             student + tokenizer + optimizer state (+ distill_projections.pt)
+      checkpoint-N/             student + tokenizer + optimizer state (+ distill_projections.pt), and last
+                                checkpoint.complete, written (after fsync) only once everything else is on disk
       student_init/             the pruned teacher the student started from (`student_init: prune`)
       selection.json            Selection: held-out loss of every checkpoint and of a random-init student
       best/                     the selected student (model + tokenizer only): what is published
@@ -19,12 +20,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
+import shutil
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from time_hub.atomic import write_json
+
+logger = logging.getLogger(__name__)
 
 
 class JsonArtifact:
@@ -161,6 +167,7 @@ class RunDir:
     STAGES: ClassVar[str] = "stages.json"
     TRAINER_STATE: ClassVar[str] = "trainer_state.json"
     PROJECTIONS: ClassVar[str] = "distill_projections.pt"
+    COMPLETE: ClassVar[str] = "checkpoint.complete"
 
     @property
     def best(self) -> Path:
@@ -207,6 +214,40 @@ class RunDir:
         return sorted(self.root.glob("publish/*/README.md"))
 
     def checkpoints(self) -> list[Path]:
-        """checkpoint-N folders, by step."""
+        """checkpoint-N folders, by step (complete or not)."""
         found = [p for p in self.root.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
         return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+    def is_complete(self, checkpoint: Path) -> bool:
+        """Whether `checkpoint` was written to the end. Runs from before the marker existed have none anywhere: then
+        every checkpoint counts as complete (their readers check the files themselves)."""
+        marked = [p for p in self.checkpoints() if (p / self.COMPLETE).is_file()]
+        return (checkpoint / self.COMPLETE).is_file() or not marked
+
+    def last_complete_checkpoint(self, remove_incomplete: bool = False) -> Path | None:
+        """The newest complete checkpoint; incomplete ones (a run killed while writing them) are named in a warning
+        and, with `remove_incomplete` (resuming: the run will write them again), removed."""
+        complete = None
+        for checkpoint in self.checkpoints():
+            if self.is_complete(checkpoint):
+                complete = checkpoint
+                continue
+            what = "removed, the resumed run writes it again" if remove_incomplete else "skipped"
+            logger.warning("%s is incomplete (its write was interrupted): %s", checkpoint, what)
+            if remove_incomplete:
+                shutil.rmtree(checkpoint)
+        return complete
+
+
+def mark_complete(checkpoint: Path, step: int) -> None:
+    """Flush every file of a just-written checkpoint to disk, then write its completion marker (atomically)."""
+    for path in sorted(checkpoint.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    write_json(checkpoint / RunDir.COMPLETE, {"step": step})
+    directory = os.open(checkpoint, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from transformers import AutoTokenizer, DataCollatorWithPadding, TrainerCallback, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from time_hub.arguments import parse_command
 from time_hub.distill.config import DistillationConfig
@@ -18,7 +18,7 @@ from time_hub.distill.data import CorpusArguments, build_corpus
 from time_hub.distill.student import StudentArguments, build_student, count_parameters, prune_student
 from time_hub.distill.trainer import DistillationTrainer, load_teacher
 from time_hub.encoder import load_encoder
-from time_hub.run_dir import RunConfig, RunDir
+from time_hub.run_dir import RunConfig, RunDir, mark_complete
 
 logger = logging.getLogger(__name__)
 DATACLASSES = (DistillationConfig, StudentArguments, CorpusArguments)
@@ -77,13 +77,17 @@ def distill(
         # more of it than any distillation we measured: benchmarks/results/protocol/). It is saved as checkpoint-0 too,
         # so `select` scores it against a random-init student like any run.
         logger.info("max_steps: 0: saving the initialised student without distillation steps")
-        trainer.save_model(str(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-0"))
+        checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-0"
+        trainer.save_model(str(checkpoint))
+        if args.should_save:
+            mark_complete(checkpoint, 0)
         trainer.save_model()
         return trainer
     resume = args.resume_from_checkpoint
     if resume in ("last", "true", "True"):
-        resume = get_last_checkpoint(args.output_dir)
-        logger.info("resuming from %s", resume or "scratch (no checkpoint found)")
+        last = RunDir(args.output_dir).last_complete_checkpoint(remove_incomplete=args.should_save)
+        resume = str(last) if last else None
+        logger.info("resuming from %s", resume or "scratch (no complete checkpoint found)")
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.save_state()

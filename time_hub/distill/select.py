@@ -56,6 +56,8 @@ def checkpoints(run_dir: Path) -> list[Path]:
 
 def checkpoint_problem(path: Path) -> str | None:
     """Why a checkpoint cannot be scored (half-written by a killed run, damaged), or None when it looks whole."""
+    if not RunDir(path.parent).is_complete(path):
+        return f"incomplete: no {RunDir.COMPLETE} (its write was interrupted)"
     for name in ("config.json", "model.safetensors", DistillationSettings.FILE):
         if not (path / name).is_file():
             return f"no {name} (an incomplete checkpoint, e.g. of a killed run)"

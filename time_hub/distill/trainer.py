@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from time_hub.card_data import register_card_data
 from time_hub.distill.config import TEACHER_DTYPES, DistillationConfig
@@ -16,7 +17,7 @@ from time_hub.distill.qkv import HiddenCapture, QKVCapture, adapter_for, truncat
 from time_hub.distill.relations import minilm_relation_loss
 from time_hub.encoder import load_encoder
 from time_hub.progress import register_eta
-from time_hub.run_dir import RunDir
+from time_hub.run_dir import RunDir, mark_complete
 
 
 def load_teacher(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False) -> PreTrainedModel:
@@ -144,6 +145,14 @@ class DistillationTrainer(Trainer):
         optimizer = super().create_optimizer(model)
         optimizer.add_param_group({"params": list(self.hidden_projections.parameters()), "weight_decay": 0.0})
         return optimizer
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The Trainer's checkpoint, then its completion marker: a checkpoint without one was interrupted, and
+        resuming (`last`) and `select` skip it."""
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            mark_complete(folder, self.state.global_step)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
