@@ -240,6 +240,7 @@ def add_to_collection(title: str, namespace: str, repo_id: str, repo_type: str =
 
 
 def publish(args: PublishArguments) -> dict:
+    _resolve(args)  # a bad run folder is named before credentials are asked for
     if not args.dry_run:
         check_hub()  # nothing is staged for a push that cannot happen
     folder, repo_id = stage(args)

@@ -187,13 +187,19 @@ def load_app():
     return importlib.import_module("app")
 
 
-def stage(models_file: str | Path, target: Path) -> Path:
-    """Write the Space repository folder: app files, README (models front matter), models file, time_hub copy."""
+def hub_models(models_file: str | Path) -> tuple[dict, list[str]]:
+    """A models file's models and the ids they list, refusing local folders (a Space on the Hub cannot read them)."""
     models = read_models_file(models_file)
     ids = sorted(allowed(models))
     local = [i for i in ids if not HUB_ID.match(i) or Path(i).exists()]
     if local:
         raise SpaceError(f"{models_file}: a Space cannot read local folders {local}: publish them, list their Hub ids")
+    return models, ids
+
+
+def stage(models_file: str | Path, target: Path) -> Path:
+    """Write the Space repository folder: app files, README (models front matter), models file, time_hub copy."""
+    models, ids = hub_models(models_file)
     from time_hub.bench.report import load_bench
 
     for sizes in models.values():
@@ -259,6 +265,7 @@ def serve(args: ServeArguments) -> None:
 def publish(args: SpacePublishArguments) -> dict:
     from time_hub.publish.hub import check_hub, listing, push_folder
 
+    hub_models(args.models_file)  # the models file is checked before credentials are asked for
     if not args.dry_run:
         check_hub()  # nothing is staged for a push that cannot happen
     target = Path(args.stage_dir or Path("runs") / "spaces" / args.repo_id.split("/")[1])
