@@ -1,6 +1,6 @@
 """`CardDataCallback`: what a model card needs that only the training run itself can see, saved as card_data.json.
 
-`DistillationTrainer` and `TaskTrainer` register it themselves (`register_card_data`), so every run of either,
+`DistillationTrainer` and `TaskTrainer` register it themselves (`progress.add_once`), so every run of either,
 from the CLI or from Python, records its data; the card (`time_hub.publish.card`) only reads the file.
 
 Recorded: start/end time and wall time, hardware and software versions, steps, tokens seen (the Trainer's
@@ -136,9 +136,3 @@ class CardDataCallback(TrainerCallback):
         self.data["finished"] = _utc_now()
         self.data["emissions"] = self._stop_tracker()
         self._update(args, state)
-
-
-def register_card_data(trainer) -> None:
-    """Give `trainer` a `CardDataCallback` unless it already has one (a caller may pass its own settings)."""
-    if not any(isinstance(callback, CardDataCallback) for callback in trainer.callback_handler.callbacks):
-        trainer.add_callback(CardDataCallback())

@@ -47,6 +47,9 @@ class EtaCallback(TrainerCallback):
         )  # fmt: skip
 
 
-def register_eta(trainer) -> None:
-    if not any(isinstance(callback, EtaCallback) for callback in trainer.callback_handler.callbacks):
-        trainer.add_callback(EtaCallback())
+def add_once(trainer, *callback_classes: type) -> None:
+    """Give `trainer` a default instance of each callback class it does not have yet (a caller may pass its own,
+    with other settings): how both trainers carry card data and progress lines themselves."""
+    for cls in callback_classes:
+        if not any(isinstance(callback, cls) for callback in trainer.callback_handler.callbacks):
+            trainer.add_callback(cls())

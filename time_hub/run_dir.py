@@ -218,18 +218,21 @@ class RunDir:
         found = [p for p in self.root.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
         return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
-    def is_complete(self, checkpoint: Path) -> bool:
+    def is_complete(self, checkpoint: Path, marked: bool | None = None) -> bool:
         """Whether `checkpoint` was written to the end. Runs from before the marker existed have none anywhere: then
-        every checkpoint counts as complete (their readers check the files themselves)."""
-        marked = [p for p in self.checkpoints() if (p / self.COMPLETE).is_file()]
+        every checkpoint counts as complete (their readers check the files themselves). `marked`: whether any
+        checkpoint of the run has a marker, when the caller already knows."""
+        if marked is None:
+            marked = any((p / self.COMPLETE).is_file() for p in self.checkpoints())
         return (checkpoint / self.COMPLETE).is_file() or not marked
 
     def last_complete_checkpoint(self, remove_incomplete: bool = False) -> Path | None:
         """The newest complete checkpoint; incomplete ones (a run killed while writing them) are named in a warning
         and, with `remove_incomplete` (resuming: the run will write them again), removed."""
-        complete = None
-        for checkpoint in self.checkpoints():
-            if self.is_complete(checkpoint):
+        complete, found = None, self.checkpoints()
+        marked = any((p / self.COMPLETE).is_file() for p in found)
+        for checkpoint in found:
+            if self.is_complete(checkpoint, marked):
                 complete = checkpoint
                 continue
             what = "removed, the resumed run writes it again" if remove_incomplete else "skipped"

@@ -10,13 +10,13 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from time_hub.card_data import register_card_data
+from time_hub.card_data import CardDataCallback
 from time_hub.distill.config import TEACHER_DTYPES, DistillationConfig
 from time_hub.distill.hidden import hidden_mse_loss, hidden_projection
 from time_hub.distill.qkv import HiddenCapture, QKVCapture, adapter_for, truncate_after
 from time_hub.distill.relations import minilm_relation_loss
 from time_hub.encoder import load_encoder
-from time_hub.progress import register_eta
+from time_hub.progress import EtaCallback, add_once
 from time_hub.run_dir import RunDir, mark_complete
 
 
@@ -83,8 +83,7 @@ class DistillationTrainer(Trainer):
         ).to(device)
         if len(self.hidden_projections):  # the Trainer zeroes the model's gradients only
             self.add_callback(_ZeroGradients(self.hidden_projections))
-        register_card_data(self)
-        register_eta(self)
+        add_once(self, CardDataCallback, EtaCallback)
         # Inside compute_loss the student's forward returns every captured tensor the loss uses: DDP synchronises
         # only gradients that flow back through the outputs of the wrapped forward.
         self._capturing = False

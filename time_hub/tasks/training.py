@@ -13,8 +13,8 @@ from datasets import Dataset
 from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
-from time_hub.card_data import register_card_data
-from time_hub.progress import register_eta
+from time_hub.card_data import CardDataCallback
+from time_hub.progress import EtaCallback, add_once
 
 logger = logging.getLogger(__name__)
 # Our split names -> the usual Hub split names.
@@ -63,8 +63,7 @@ class TaskTrainer(Trainer):
     def __init__(self, *args, head_learning_rate: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.head_learning_rate = head_learning_rate
-        register_card_data(self)
-        register_eta(self)
+        add_once(self, CardDataCallback, EtaCallback)
 
     def _get_eval_sampler(self, eval_dataset):
         """Dev examples in file order, always: task metrics align predictions with per-example word maps (NER's first
