@@ -123,3 +123,22 @@ def test_extra_loss_terms_in_words():
         "; plus the same relations at teacher/student layers 6/2 (weight 0.5) and hidden-state MSE at teacher/student "
         "layers 12/3 through a learned projection (weight 1.0)"
     )
+
+
+def test_card_data_is_typed_and_only_hub_fields_reach_the_front_matter():
+    from huggingface_hub import EvalResult
+
+    from time_hub.publish.model_card_data import HUB_FIELDS, TimeModelCardData
+
+    result = EvalResult(
+        task_type="token-classification", dataset_type="ud", dataset_name="ud", metric_type="upos", metric_value=90.0
+    )
+    data = TimeModelCardData(
+        language=["da"], tags=["time", "time", "da"], model_name="o/m", eval_results=[result], repo_id="o/m"
+    )
+    meta = data.to_dict()
+    assert set(meta) <= set(HUB_FIELDS) | {"model-index"} and "repo_id" not in meta and "results" not in meta
+    assert meta["tags"] == ["time", "da"]  # ModelCardData's own normalisation still runs
+    assert model_index_to_eval_results(meta["model-index"])[1][0].metric_value == 90.0
+    with pytest.raises(ValueError, match="eval_results"):
+        TimeModelCardData(language=["da"], eval_results=[result])  # model-index needs a model name

@@ -1,4 +1,4 @@
-"""Model cards: the run's JSON files -> card data -> Hub metadata (ModelCardData, model-index) + a Jinja-rendered body.
+"""Model cards: the run's JSON files -> `TimeModelCardData` (Hub metadata + body, typed) -> the Jinja template.
 
 Sources, all optional except the model folder and the distillation run: `run_config.json`, `selection.json`,
 `trainer_state.json` and `card_data.json` (written by `CardDataCallback`) of the distillation run; `results.json`
@@ -8,26 +8,34 @@ is published under `provenance/`, and the card names them, so each number in a c
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import shutil
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-import jinja2
 import safetensors
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
-from huggingface_hub.repocard_data import model_index_to_eval_results
+from huggingface_hub import EvalResult
 from transformers import AutoConfig
 
 from time_hub.bench.report import load_bench, pyplot
 from time_hub.card_data import BOOKKEEPING
+from time_hub.publish.model_card_data import (
+    CheckpointSelection,
+    Distillation,
+    FineTuning,
+    ResultRow,
+    Speed,
+    SpeedRow,
+    StudentShape,
+    Teacher,
+    TimeModelCardData,
+    render,
+)
 from time_hub.run_dir import DistillationSettings, RunConfig, RunDir, Selection
 from time_hub.tasks.registry import ENCODER_PIPELINE_TAG, TASKS
 from time_hub.tasks.results import TaskResults
 
-TEMPLATE = "model_card.md.j2"
 LANGUAGES = {
     "en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "nl": "Dutch", "da": "Danish",
     "sv": "Swedish", "fi": "Finnish", "et": "Estonian", "hu": "Hungarian", "pl": "Polish", "cs": "Czech",
@@ -131,7 +139,7 @@ def plot_curve(curve: list[dict], path: Path) -> Path | None:
     return path
 
 
-def _results(inputs: CardInputs) -> list[dict]:
+def _results(inputs: CardInputs) -> list[ResultRow]:
     teacher = {}
     for path in inputs.teacher_results:
         r = TaskResults.load(path)
@@ -144,21 +152,35 @@ def _results(inputs: CardInputs) -> list[dict]:
             if metric not in r.metrics:
                 continue
             t = ref.metrics.get(metric) if ref else None
-            rows.append(
-                {
-                    "task": r.task,
-                    "dataset": inputs.dataset(r),
-                    "split": r.split,
-                    "metric": metric,
-                    "value": r.metrics[metric],
-                    "teacher": t,
-                    "retention": r.metrics[metric] / t if t else None,
-                }
-            )
+            value = r.metrics[metric]
+            rows.append(ResultRow(r.task, inputs.dataset(r), r.split, metric, value, t, value / t if t else None))
     return rows
 
 
-def _speed(inputs: CardInputs) -> tuple[dict | None, list[Path]]:
+def _eval_results(inputs: CardInputs) -> list[EvalResult]:
+    """The results as the Hub's model-index entries."""
+    eval_results = []
+    for path in inputs.results:
+        r = TaskResults.load(path)
+        task_type, task_name, metrics = TASKS[r.task].model_index
+        eval_results += [
+            EvalResult(
+                task_type=task_type,
+                task_name=task_name,
+                dataset_type=inputs.dataset(r),
+                dataset_name=inputs.dataset(r),
+                dataset_split=r.split,
+                metric_type=metric.lower(),
+                metric_name=metric,
+                metric_value=round(r.metrics[metric], 2),
+            )
+            for metric in metrics
+            if metric in r.metrics
+        ]
+    return eval_results
+
+
+def _speed(inputs: CardInputs) -> tuple[Speed | None, list[Path]]:
     if inputs.bench is None:
         return None, []
     bench = load_bench(inputs.bench)
@@ -169,32 +191,32 @@ def _speed(inputs: CardInputs) -> tuple[dict | None, list[Path]]:
         raise ValueError(f"{inputs.bench}: no model named {name!r} (give --bench_model; it has {names})")
     ratios = bench["ratios"].get(name, {})
     rows = [
-        {
-            "batch_size": r["batch_size"],
-            "latency_ms": r["latency_ms"]["median"],
-            "sentences_per_s": r["sentences_per_s"],
-            "latency_ratio": ratios[str(r["batch_size"])]["latency"],
-            "throughput_ratio": ratios[str(r["batch_size"])]["throughput"],
-        }
+        SpeedRow(
+            batch_size=r["batch_size"],
+            latency_ms=r["latency_ms"]["median"],
+            sentences_per_s=r["sentences_per_s"],
+            latency_ratio=ratios[str(r["batch_size"])]["latency"],
+            throughput_ratio=ratios[str(r["batch_size"])]["throughput"],
+        )
         for r in entry["results"]
         if str(r["batch_size"]) in ratios
     ]
     counter = entry["energy_counter"]
     plots = sorted(inputs.bench.parent.glob("*.png"))
     settings, machine = bench["settings"], bench["machine"]
-    speed = {
-        "device": settings["device"],
-        "dtype": settings["dtype"],
-        "hardware": machine["gpu"] or f"{machine['processor']}, {entry['threads']} threads",
-        "reference": settings["reference"],
-        "energy": f"{counter['name']} ({counter['kind']})" if counter else "not available (no NVML/RAPL counter)",
-        "rows": rows,
-        "plots": [f"assets/{p.name}" for p in plots],
-    }
+    speed = Speed(
+        device=settings["device"],
+        dtype=settings["dtype"],
+        hardware=machine["gpu"] or f"{machine['processor']}, {entry['threads']} threads",
+        reference=settings["reference"],
+        energy=f"{counter['name']} ({counter['kind']})" if counter else "not available (no NVML/RAPL counter)",
+        rows=rows,
+        plots=[f"assets/{p.name}" for p in plots],
+    )
     return speed, plots
 
 
-def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
+def collect(inputs: CardInputs) -> tuple[TimeModelCardData, dict[str, Path]]:
     """The card's data and the files to publish with it (repo path -> local path)."""
     run_dir, model_dir = Path(inputs.run_dir), Path(inputs.model_dir)
     run = RunDir(run_dir)
@@ -203,25 +225,21 @@ def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
     run_config = RunConfig.load(run_dir)
     recipe, settings = run_config.recipe, run_config.distillation
     selection = Selection.load(run_dir) if Selection.exists(run_dir) else None
-    card_data = _read_json(run.card_data)
+    recorded = _read_json(run.card_data) or {}
     files = {
         f"provenance/{path.name}": path for path in (run_dir / RunConfig.FILE, run_dir / Selection.FILE, run.card_data)
     }
     files = {k: v for k, v in files.items() if v.is_file()}
 
-    encoder_dir = run.encoder
-    config = AutoConfig.from_pretrained(encoder_dir)
-    total, embeddings = count_weights(encoder_dir)
-    recorded = card_data or {}
+    config = AutoConfig.from_pretrained(run.encoder)
+    total, embeddings = count_weights(run.encoder)
     steps = recorded.get("global_step") or _last_step(run_dir) or recipe.get("max_steps")
     batch = recorded.get("train_batch_size") or recipe.get("per_device_train_batch_size", 8)
     tokens, tokens_kind = recorded.get("tokens_seen"), recorded.get("tokens_seen_kind")
     if not tokens and steps and recipe.get("max_seq_length"):
         tokens, tokens_kind = steps * batch * recipe["max_seq_length"], "upper bound: steps x batch x sequence length"
     corpus = recipe.get("train_files") or [recipe.get("dataset_name", "unknown corpus")]
-    lang_names = ", ".join(LANGUAGES.get(code, code) for code in inputs.language)
 
-    results = _results(inputs)
     for i, path in enumerate(inputs.results):
         files[f"provenance/results-{i}-{TaskResults.load(path).task}.json"] = Path(path)
     for i, path in enumerate(inputs.teacher_results):
@@ -231,73 +249,88 @@ def collect(inputs: CardInputs) -> tuple[dict, dict[str, Path]]:
         files["provenance/bench.json"] = Path(inputs.bench)
     files.update({f"assets/{p.name}": p for p in plots})
 
-    emissions = recorded.get("emissions")
-    card = {
-        "repo_id": inputs.repo_id,
-        "task": inputs.task,
-        "task_title": TASKS[inputs.task].title if inputs.task else None,
-        "language_names": lang_names,
-        "base_model": inputs.base_model,
-        # A local teacher folder means little on the Hub: name the base model it is a copy of, when given.
-        "teacher": {
-            "name": inputs.base_model if inputs.base_model and not inputs.task else settings.teacher,
-            "path": settings.teacher,
-        },
-        "student": {
-            "architecture": type(config).__name__.replace("Config", "Model"),
-            "layers": config.num_hidden_layers,
-            "hidden": config.hidden_size,
-            "heads": config.num_attention_heads,
-            "ffn": config.intermediate_size,
-            "vocab_size": config.vocab_size,
-            "max_positions": config.max_position_embeddings,
-            "parameters": total,
-            "parameters_m": f"{total / 1e6:.1f}",
-            "embedding_share": f"{100 * embeddings / total:.0f}%",
-        },
-        "distillation": {
-            "teacher_layer": settings.teacher_layer,
-            "student_layer": settings.student_layer,
-            "relations": settings.relations,
-            "relation_heads": settings.num_relation_heads,
-            "init": INIT_TEXT.get(recipe.get("student_init", "random"), recipe.get("student_init"))
-            + (f", layers `{recipe['student_layers']}`" if recipe.get("student_layers") else ""),
-            "extra_terms": extra_terms_text(settings),
-            "corpus": corpus,
-            "steps": steps,
-            "batch_size": batch,
-            "tokens_seen": tokens,
-            "tokens_seen_kind": tokens_kind,
-            "hyperparameters": {
-                k: v for k, v in (recorded.get("hyperparameters") or recipe).items() if k not in BOOKKEEPING
-            },
-        },
-        "selection": None,
-        "results": results,
-        "speed": speed,
-        "hardware": _hardware(card_data),
-        "software": ", ".join(f"{k} {v}" for k, v in recorded.get("software", {}).items()) or "not recorded",
-        "emissions": emissions,
-        "emissions_text": _emissions_text(emissions),
-        "curve": _curve(card_data, run_dir),
-        "example_sentence": _example_sentence(corpus),
-        "time_hub_version": metadata.version("time-hub"),
-    }
-    if selection:
-        best = selection.best
-        card["selection"] = {
-            "checkpoint": best["checkpoint"],
-            "step": best["step"],
-            "loss": best["loss"],
-            "random_loss": selection.random_init["loss"],
-            "candidates": len(selection.checkpoints),
-        }
+    hardware, emissions = _hardware(recorded), recorded.get("emissions")
+    finetuning = None
     if inputs.task:
-        card.update(_task_details(inputs, model_dir))
+        finetuning = _finetuning(inputs, model_dir)
         if (model_dir / RunDir.CARD_DATA).is_file():
             files["provenance/finetune_card_data.json"] = model_dir / RunDir.CARD_DATA
-    card["sources"] = sorted(files)
-    return card, files
+    eval_results = _eval_results(inputs)
+    data = TimeModelCardData(
+        language=inputs.language,
+        license=inputs.license,
+        pipeline_tag=TASKS[inputs.task].pipeline_tag if inputs.task else ENCODER_PIPELINE_TAG,
+        base_model=inputs.base_model,
+        # The Hub knows adapter/merge/quantized/finetune; a distilled student is closest to a fine-tune of the teacher.
+        base_model_relation="finetune" if inputs.base_model else None,
+        datasets=inputs.datasets or None,
+        metrics=sorted({e.metric_type for e in eval_results}) or None,
+        tags=TAGS + ([inputs.task] if inputs.task else []) + inputs.language,
+        model_name=inputs.repo_id,
+        eval_results=eval_results or None,
+        co2_eq_emissions={
+            "emissions": round(emissions["co2_eq_grams"], 3),
+            "source": emissions["source"],
+            "training_type": "fine-tuning" if inputs.task else "distillation",
+            "hardware_used": hardware,
+        }
+        if emissions
+        else None,
+        repo_id=inputs.repo_id,
+        task=inputs.task,
+        language_names=", ".join(LANGUAGES.get(code, code) for code in inputs.language),
+        # A local teacher folder means little on the Hub: name the base model it is a copy of, when given.
+        teacher=Teacher(
+            name=inputs.base_model if inputs.base_model and not inputs.task else settings.teacher,
+            path=settings.teacher,
+        ),
+        student=StudentShape(
+            architecture=type(config).__name__.replace("Config", "Model"),
+            layers=config.num_hidden_layers,
+            hidden=config.hidden_size,
+            heads=config.num_attention_heads,
+            ffn=config.intermediate_size,
+            vocab_size=config.vocab_size,
+            max_positions=config.max_position_embeddings,
+            parameters=total,
+            embedding_parameters=embeddings,
+        ),
+        distillation=Distillation(
+            teacher_layer=settings.teacher_layer,
+            student_layer=settings.student_layer,
+            relations=settings.relations,
+            relation_heads=settings.num_relation_heads,
+            init=INIT_TEXT.get(recipe.get("student_init", "random"), recipe.get("student_init"))
+            + (f", layers `{recipe['student_layers']}`" if recipe.get("student_layers") else ""),
+            extra_terms=extra_terms_text(settings),
+            corpus=corpus,
+            steps=steps,
+            batch_size=batch,
+            tokens_seen=tokens,
+            tokens_seen_kind=tokens_kind,
+            hyperparameters={
+                k: v for k, v in (recorded.get("hyperparameters") or recipe).items() if k not in BOOKKEEPING
+            },
+        ),
+        selection=CheckpointSelection(
+            checkpoint=selection.best["checkpoint"],
+            step=selection.best["step"],
+            loss=selection.best["loss"],
+            random_loss=selection.random_init["loss"],
+            candidates=len(selection.checkpoints),
+        )
+        if selection
+        else None,
+        finetuning=finetuning,
+        results=_results(inputs),
+        speed=speed,
+        hardware=hardware,
+        software=", ".join(f"{k} {v}" for k, v in recorded.get("software", {}).items()) or "not recorded",
+        emissions_text=_emissions_text(emissions),
+        example_sentence=_example_sentence(corpus),
+        time_hub_version=metadata.version("time-hub"),
+    )
+    return data, files
 
 
 def _last_step(run_dir: Path) -> int | None:
@@ -332,7 +365,7 @@ def _example_sentence(corpus: list[str]) -> str:
     return "Replace this with a sentence in the model's language."
 
 
-def _task_details(inputs: CardInputs, model_dir: Path) -> dict:
+def _finetuning(inputs: CardInputs, model_dir: Path) -> FineTuning:
     config = AutoConfig.from_pretrained(model_dir)
     state = _read_json(model_dir / RunDir.TRAINER_STATE) or {}
     datasets = sorted({inputs.dataset(TaskResults.load(p)) for p in inputs.results}) or ["(not recorded)"]
@@ -342,91 +375,26 @@ def _task_details(inputs: CardInputs, model_dir: Path) -> dict:
     finetuned = _read_json(model_dir / RunDir.CARD_DATA)  # the fine-tuning run's own record, not the distillation's
     if finetuned:
         summary += f"; {_hardware(finetuned)}; emissions {_emissions_text(finetuned.get('emissions'))}"
-    return {
-        "labels": list(config.id2label.values()) if inputs.task == "ner" else [],
-        "task_data": ", ".join(datasets),
-        "finetune_summary": summary,
-    }
-
-
-def metadata_for(card: dict, inputs: CardInputs) -> ModelCardData:
-    """The YAML front matter the Hub reads (validated again by the Hub on push)."""
-    eval_results = []
-    for path in inputs.results:
-        r = TaskResults.load(path)
-        task_type, task_name, metrics = TASKS[r.task].model_index
-        for metric in metrics:
-            if metric in r.metrics:
-                eval_results.append(
-                    EvalResult(
-                        task_type=task_type,
-                        task_name=task_name,
-                        dataset_type=inputs.dataset(r),
-                        dataset_name=inputs.dataset(r),
-                        dataset_split=r.split,
-                        metric_type=metric.lower(),
-                        metric_name=metric,
-                        metric_value=round(r.metrics[metric], 2),
-                    )
-                )
-    extra = {}
-    if card["emissions"]:
-        extra["co2_eq_emissions"] = {
-            "emissions": round(card["emissions"]["co2_eq_grams"], 3),
-            "source": card["emissions"]["source"],
-            "training_type": "fine-tuning" if inputs.task else "distillation",
-            "hardware_used": card["hardware"],
-        }
-    return ModelCardData(
-        language=inputs.language,
-        license=inputs.license,
-        library_name="transformers",
-        pipeline_tag=TASKS[inputs.task].pipeline_tag if inputs.task else ENCODER_PIPELINE_TAG,
-        base_model=inputs.base_model,
-        # The Hub knows adapter/merge/quantized/finetune; a distilled student is closest to a fine-tune of the teacher.
-        base_model_relation="finetune" if inputs.base_model else None,
-        datasets=inputs.datasets or None,
-        metrics=sorted({e.metric_type for e in eval_results}) or None,
-        tags=TAGS + ([inputs.task] if inputs.task else []) + inputs.language,
-        model_name=inputs.repo_id,
-        eval_results=eval_results or None,
-        **extra,
+    return FineTuning(
+        title=TASKS[inputs.task].title,
+        labels=list(config.id2label.values()) if inputs.task == "ner" else [],
+        data=", ".join(datasets),
+        summary=summary,
     )
-
-
-def render(card: dict, data: ModelCardData) -> ModelCard:
-    templates = importlib.resources.files("time_hub.model_cards")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    body = env.from_string(templates.joinpath(TEMPLATE).read_text(encoding="utf-8")).render(card=card)
-    model_card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
-    check(model_card)
-    return model_card
-
-
-def check(model_card: ModelCard) -> None:
-    """Offline checks (the Hub's own validate-yaml runs on push): metadata parses back, model-index round-trips."""
-    reparsed = ModelCard(str(model_card))
-    data = reparsed.data.to_dict()
-    for key in ("language", "license", "library_name", "pipeline_tag", "tags"):
-        if not data.get(key):
-            raise ValueError(f"model card metadata: '{key}' is missing")
-    if "model-index" in data:
-        name, results = model_index_to_eval_results(data["model-index"])
-        if not results or any(r.metric_value is None for r in results):
-            raise ValueError("model card metadata: model-index has no usable results")
 
 
 def write_card(inputs: CardInputs, folder: Path) -> tuple[Path, list[str]]:
     """Render README.md into `folder`, copy sources and plots next to it; returns the card path and copied files."""
     folder.mkdir(parents=True, exist_ok=True)
-    card, files = collect(inputs)
+    data, files = collect(inputs)
     (folder / "assets").mkdir(exist_ok=True)
-    curve = plot_curve(card["curve"], folder / "assets" / "training_curve.png")
-    card["curve_plot"] = "assets/training_curve.png" if curve else None
+    curve = _curve(_read_json(RunDir(inputs.run_dir).card_data), Path(inputs.run_dir))
+    if plot_curve(curve, folder / "assets" / "training_curve.png"):
+        data.curve_plot = "assets/training_curve.png"
     for repo_path, local in files.items():
         (folder / repo_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local, folder / repo_path)
-    model_card = render(card, metadata_for(card, inputs))
+    data.sources = sorted(files)
     path = folder / "README.md"
-    model_card.save(path)
-    return path, sorted(files) + (["assets/training_curve.png"] if curve else [])
+    render(data).save(path)
+    return path, sorted(files) + ([data.curve_plot] if data.curve_plot else [])
