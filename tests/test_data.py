@@ -1,4 +1,5 @@
 import logging
+import random
 from collections import Counter
 
 import pytest
@@ -48,6 +49,7 @@ def test_shards_split_the_training_lines_and_share_the_held_out_text(tmp_path, t
     path = tmp_path / "da.txt"
     path.write_text("\n".join(da_lines[:40]) + "\n", encoding="utf-8")
     common = dict(train_files=[str(path)], validation_holdout_lines=4, max_seq_length=512, packing=False)
+    common["min_train_tokens"] = 100  # each shard holds a third of 36 lines
     shards = [build_corpus(CorpusArguments(**common, num_shards=3, shard_index=i), tokenizer) for i in range(3)]
     texts = [[tokenizer.decode(s[1:-1]) for s in train["input_ids"]] for train, _ in shards]
     assert [len(t) for t in texts] == [12, 12, 12]  # lines 4..39, every third
@@ -57,10 +59,28 @@ def test_shards_split_the_training_lines_and_share_the_held_out_text(tmp_path, t
         CorpusArguments(**common, num_shards=2, shard_index=2)
 
 
-def test_corpus_argument_errors():
+def test_unusable_training_text_is_refused_with_a_count(tmp_path, tokenizer, da_lines):
+    binary = tmp_path / "random.bin"
+    binary.write_bytes(bytes(random.Random(0).randrange(256) for _ in range(100_000)))
+    args = CorpusArguments(train_files=[str(binary)], validation_holdout_lines=2)
+    with pytest.raises(ValueError, match=r"random.bin: \d+ usable tokens .* \d+ undecodable lines\), fewer than "):
+        build_corpus(args, tokenizer)
+    short = tmp_path / "short.txt"
+    short.write_text("\n".join(da_lines[:12]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="min_train_tokens=1000"):
+        build_corpus(CorpusArguments(train_files=[str(short)], validation_holdout_lines=2), tokenizer)
+    train, _ = build_corpus(
+        CorpusArguments(train_files=[str(short)], validation_holdout_lines=2, min_train_tokens=10), tokenizer
+    )
+    assert len(train) > 0
+
+
+def test_corpus_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="set train_files"):
         CorpusArguments()
     with pytest.raises(ValueError, match="validation_holdout_lines needs train_files"):
         CorpusArguments(dataset_name="uonlp/CulturaX", validation_holdout_lines=5)
     with pytest.raises(ValueError, match="no held-out text"):
-        build_validation(CorpusArguments(train_files=["x"]), tokenizer=None)
+        build_validation(CorpusArguments(train_files=[__file__]), tokenizer=None)
+    with pytest.raises(ValueError, match=r"missing.txt: no such file \(validation_files\)"):
+        CorpusArguments(train_files=[__file__], validation_files=[str(tmp_path / "missing.txt")])

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from time_hub.text_file import excerpt, read_text
+
 CLI = "the command line"
 
 
@@ -74,10 +76,10 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
                 return coerce(value, option, where)
             except RecipeError as e:
                 errors.append(str(e))
-        raise RecipeError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
+        raise RecipeError(errors[0] if len(errors) == 1 else f"{where}: {excerpt(value)} matches none of {tp}")
     if origin is typing.Literal:
         if value not in args:
-            raise RecipeError(f"{where}: must be one of {list(args)}, got {value!r}")
+            raise RecipeError(f"{where}: must be one of {list(args)}, got {excerpt(value)}")
         return value
     if origin in (list, tuple) or tp in (list, tuple):
         items = value if isinstance(value, list | tuple) else [value]
@@ -85,40 +87,40 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         return (list if origin is list or tp is list else tuple)(coerce(v, inner, where) for v in items)
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
-            raise RecipeError(f"{where}: expected a mapping, got {value!r}")
+            raise RecipeError(f"{where}: expected a mapping, got {excerpt(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise RecipeError(f"{where}: expected true or false, got {value!r}")
+            raise RecipeError(f"{where}: expected true or false, got {excerpt(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise RecipeError(f"{where}: expected an integer, got {value!r}")
+            raise RecipeError(f"{where}: expected an integer, got {excerpt(value)}")
         return value
     if tp is float:
         if isinstance(value, bool):
-            raise RecipeError(f"{where}: expected a number, got {value!r}")
+            raise RecipeError(f"{where}: expected a number, got {excerpt(value)}")
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise RecipeError(f"{where}: expected a number, got {value!r}") from None
+            raise RecipeError(f"{where}: expected a number, got {excerpt(value)}") from None
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         values = [m.value for m in tp]
         if value not in values:
-            raise RecipeError(f"{where}: must be one of {values}, got {value!r}")
+            raise RecipeError(f"{where}: must be one of {values}, got {excerpt(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise RecipeError(f"{where}: expected a string, got {value!r}")
+            raise RecipeError(f"{where}: expected a string, got {excerpt(value)}")
         return value
     return value
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
-        data = yaml_value(Path(path).read_text()) or {}
+        data = yaml_value(read_text(path)) or {}
     except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: not valid YAML: {e}") from None
+        raise RecipeError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     except OSError as e:
         raise RecipeError(f"{path}: cannot read recipe: {e.strerror}") from None
     if not isinstance(data, dict):
@@ -135,7 +137,7 @@ def load_recipe(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
     if base is None:
         return values, sources
     if not isinstance(base, str):
-        raise RecipeError(f"{path}: key 'defaults' must be the path of one YAML file, got {base!r}")
+        raise RecipeError(f"{path}: key 'defaults' must be the path of one YAML file, got {excerpt(base)}")
     base_path = Path(path).parent / base
     defaults = load_yaml(base_path)
     if "defaults" in defaults:
@@ -151,7 +153,7 @@ def parse_overrides(argv: list[str], flags: frozenset[str] = frozenset()) -> dic
     while i < len(argv):
         arg = argv[i]
         if not arg.startswith("--") or arg == "--":
-            raise RecipeError(f"{CLI}: expected --key value, got {arg!r}")
+            raise RecipeError(f"{CLI}: expected --key value, got {excerpt(arg)}")
         key, eq, value = arg[2:].partition("=")
         if not eq:
             alone = i + 1 >= len(argv) or argv[i + 1].startswith("--")
@@ -190,7 +192,29 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "max_seq_length": (8, None, True),
     "max_length": (8, None, True),
     "early_stopping_patience": (1, None, True),
+    "warmup_ratio": (0, 1, True),
+    "label_smoothing_factor": (0, 1, True),
+    "teacher_layer": (1, None, True),
+    "student_layer": (1, None, True),
+    "num_relation_heads": (1, None, True),
+    "extra_relation_weight": (0, None, True),
+    "hidden_loss_weight": (0, None, True),
+    "validation_holdout_lines": (0, None, True),
+    "max_validation_sequences": (1, None, True),
+    "min_train_tokens": (0, None, True),
+    "num_shards": (1, None, True),
+    "shard_index": (0, None, True),
+    "prune_importance_lines": (1, None, True),
+    "batch_size": (1, None, True),
+    "doc_stride": (0, None, True),
+    "max_answer_length": (1, None, True),
+    "n_best": (1, None, True),
+    "committee": (1, None, True),
+    "random_init_seed": (0, None, True),
 }
+
+
+MODEL_KEYS = {"teacher_name_or_path", "student_name_or_path", "model"}  # checked by encoder.check_model_source
 
 
 def check_range(key: str, value: Any, where: str) -> None:
@@ -203,7 +227,7 @@ def check_range(key: str, value: Any, where: str) -> None:
     if below or above:
         sign = (">=", "<=") if inclusive else (">", "<")
         bounds = " and ".join(f"{s} {b}" for s, b in zip(sign, (low, high)) if b is not None)
-        raise RecipeError(f"{where}: must be {bounds}, got {value!r}")
+        raise RecipeError(f"{where}: must be {bounds}, got {excerpt(value)}")
 
 
 def build(dataclass_types: tuple[type, ...], values: dict[str, Any], sources: dict[str, str]) -> tuple[Any, ...]:
@@ -220,6 +244,13 @@ def build(dataclass_types: tuple[type, ...], values: dict[str, Any], sources: di
         kwargs = {k: coerce(v, types_[k], f"{sources[k]}: key '{k}'") for k, v in values.items() if k in types_}
         for key, value in kwargs.items():
             check_range(key, value, f"{sources[key]}: key '{key}'")
+            if key in MODEL_KEYS and isinstance(value, str):
+                from time_hub.encoder import check_model_source  # here: recipes validate needs no torch otherwise
+
+                try:
+                    check_model_source(value)
+                except ValueError as e:
+                    raise RecipeError(f"{sources[key]}: key '{key}': {e}") from None
         missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in kwargs and _required(f)]
         if missing:
             origin = sorted({sources[k] for k in kwargs} | {CLI})

@@ -14,11 +14,38 @@ import logging
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import logging as hf_logging
 
 logger = logging.getLogger(__name__)
+
+
+MODEL_FILES = ("config.json", "committee.json")  # a model folder, or a committee of them (tasks/committee.py)
+
+
+def check_model_source(name: str) -> None:
+    """Refuse, before anything loads, a model that is neither a model folder (or file) nor a Hub id.
+
+    A Hub id is only checked for its form here (no network): one that does not exist fails when it loads.
+    """
+    if "{" in name:  # a committee's member template, e.g. runs/c/member-{i}/best
+        return
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not any((path / f).is_file() for f in MODEL_FILES):
+            raise ValueError(f"{name}: not a model folder (no {' or '.join(MODEL_FILES)})")
+        return
+    if path.exists():
+        return
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise ValueError(f"{name}: no such model folder")
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise ValueError(f"{name}: neither a model folder nor a Hub model id (name or namespace/name)") from None
 
 
 def load_encoder(

@@ -16,7 +16,9 @@ from pathlib import Path
 from time_hub.arguments import parse_command
 from time_hub.atomic import write_json
 from time_hub.bench.measure import TimingSettings, measure, measure_isolated, settings_dict, speedups
+from time_hub.bench.models import describe
 from time_hub.bench.report import SCHEMA_VERSION, plot_pareto, plot_throughput, table
+from time_hub.encoder import check_model_source
 from time_hub.provenance import machine_info, software_versions
 from time_hub.tasks.registry import TASKS
 from time_hub.tasks.results import TaskResults
@@ -54,6 +56,9 @@ class BenchArguments:
             raise ValueError(f"reference {self.reference!r} is not one of the models {self.models}")
         if any(b < 1 for b in self.batch_sizes):
             raise ValueError(f"batch sizes must be positive, got {self.batch_sizes}")
+        for spec in self.models:
+            if describe(spec) == "pretrained":
+                check_model_source(spec)
 
 
 def read_sentences(path: str | Path, limit: int) -> list[str]:

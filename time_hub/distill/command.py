@@ -36,6 +36,7 @@ def distill(
     tokenizer = AutoTokenizer.from_pretrained(
         args.teacher_name_or_path, trust_remote_code=args.teacher_trust_remote_code
     )
+    train, heldout = build_corpus(corpus_args, tokenizer)  # unusable text is refused before any model loads
     teacher = load_teacher(args.teacher_name_or_path, args.teacher_dtype, args.teacher_trust_remote_code)
     if student_args.student_name_or_path:
         student = load_encoder(student_args.student_name_or_path)
@@ -53,7 +54,6 @@ def distill(
         student = build_student(
             teacher.config, tokenizer, student_args.student_shape, student_args.student_init, teacher, args.seed
         )
-    train, heldout = build_corpus(corpus_args, tokenizer)
     trainer = DistillationTrainer(
         student,
         args,

@@ -11,6 +11,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from datasets import Dataset, IterableDataset, load_dataset
 from transformers import PreTrainedTokenizerBase
@@ -41,6 +42,10 @@ class CorpusArguments:
     max_seq_length: int = field(default=128, metadata={"help": "Tokens per sequence, special tokens included."})
     packing: bool = field(default=True, metadata={"help": "Pack short lines into full sequences (split by </s>)."})
     max_validation_sequences: int = field(default=512, metadata={"help": "Cap on held-out sequences."})
+    min_train_tokens: int = field(
+        default=1000,
+        metadata={"help": "Refuse local training text with fewer usable tokens (binary or mis-encoded files)."},
+    )
     num_shards: int = field(
         default=1,
         metadata={"help": "Train on every num_shards-th line only (e.g. committee members on disjoint data)."},
@@ -52,6 +57,10 @@ class CorpusArguments:
     def __post_init__(self):
         if not self.train_files and not self.dataset_name:
             raise ValueError("set train_files (local text) or dataset_name (Hub dataset)")
+        for key in ("train_files", "validation_files"):
+            for path in getattr(self, key) or ():
+                if not Path(path).is_file():
+                    raise ValueError(f"{path}: no such file ({key})")
         if self.max_seq_length < 8:
             raise ValueError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
         if self.validation_holdout_lines < 0:
@@ -131,8 +140,13 @@ def build_corpus(
         lines = itertools.islice(lines, args.shard_index, None, args.num_shards)
         train_ids = list(token_sequences(lines, tokenizer, args.max_seq_length, args.packing))
         _log_skipped(", ".join(args.train_files), skipped)
-        if not train_ids:
-            raise ValueError(f"no training text left in {args.train_files}")
+        tokens = sum(len(ids) - 2 for ids in train_ids)
+        if tokens < max(args.min_train_tokens, 1):
+            raise ValueError(
+                f"{', '.join(args.train_files)}: {tokens} usable tokens of training text (after skipping "
+                f"{skipped['empty']} empty and {skipped['malformed']} undecodable lines), fewer than "
+                f"min_train_tokens={args.min_train_tokens}: is it a text file in UTF-8?"
+            )
         train = Dataset.from_dict({"input_ids": train_ids})
         logger.info("train corpus: %d sequences, %d tokens", len(train_ids), sum(map(len, train_ids)))
     else:

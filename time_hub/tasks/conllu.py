@@ -7,7 +7,9 @@ syntactic-word lines from the `Word` fields, so predicted columns replace the or
 copied through.
 
 Malformed input raises one `ValueError` naming `file:line` and what is wrong, so a bad treebank fails loudly instead
-of training on garbage.
+of training on garbage. The same reader serves training, evaluation and prediction, so what one accepts the others
+do: every sentence is a tree (exactly one word with HEAD 0, no cycle, heads inside the sentence), a file has at
+least one sentence, text is UTF-8 (a byte-order mark is allowed).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from time_hub.tasks.ud_parser import find_cycle
+from time_hub.text_file import excerpt, read_text
 
 COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 PREDICTED_COLUMNS = ("upos", "xpos", "feats", "lemma", "head", "deprel")
@@ -97,6 +102,19 @@ def _error(source: str, lineno: int, message: str) -> ValueError:
     return ValueError(f"{source}:{lineno}: {message}")
 
 
+def check_tree(words: Sequence[Word], source: str) -> None:
+    """The HEAD column forms one tree: exactly one word with HEAD 0 and no cycle (errors name `source:line`)."""
+    roots = [word for word in words if word.head == 0]
+    if len(roots) != 1:
+        where = roots[1].line if roots else words[0].line
+        ids = ", ".join(str(word.id) for word in roots) or "none"
+        raise _error(source, where, f"sentence has {len(roots)} roots (words with HEAD 0: {ids}); a tree has one")
+    cycle = find_cycle([0] + [word.head for word in words])
+    if cycle is not None:
+        ids = " -> ".join(str(i) for i in cycle)
+        raise _error(source, words[cycle[0] - 1].line, f"the HEAD column contains a cycle ({ids})")
+
+
 def _finish(lines: list[str | None], words: list[Word], ranges: list[tuple[int, int, int]], source: str, start: int):
     """Check sentence-level constraints (heads inside the sentence, ranges covering existing words)."""
     n = len(words)
@@ -107,6 +125,7 @@ def _finish(lines: list[str | None], words: list[Word], ranges: list[tuple[int, 
             raise _error(source, word.line, f"HEAD {word.head} points outside the sentence of {n} words")
         if word.head == word.id:
             raise _error(source, word.line, f"word {word.id} is its own HEAD")
+    check_tree(words, source)
     for first, last, lineno in ranges:
         if last > n:
             raise _error(source, lineno, f"multiword token {first}-{last} covers words beyond the last word {n}")
@@ -150,7 +169,7 @@ def parse_conllu(text: str, source: str = "<string>") -> list[Sentence]:
             if int(wid) != expected:
                 raise _error(source, lineno, f"word ID {wid} out of sequence, expected {expected}")
             if not _HEAD.fullmatch(cols[6]):
-                raise _error(source, lineno, f"HEAD must be a non-negative integer, got {cols[6]!r}")
+                raise _error(source, lineno, f"HEAD must be a non-negative integer, got {excerpt(cols[6])}")
             words.append(Word(int(wid), *cols[1:6], int(cols[6]), *cols[7:10], line=lineno))
             lines.append(None)
         elif m := _RANGE_ID.fullmatch(wid):
@@ -165,7 +184,7 @@ def parse_conllu(text: str, source: str = "<string>") -> list[Sentence]:
             lines.append(line)
         else:
             raise _error(
-                source, lineno, f"bad ID {wid!r} (expected an integer, a range like 1-2 or a decimal like 8.1)"
+                source, lineno, f"bad ID {excerpt(wid)} (expected an integer, a range like 1-2 or a decimal like 8.1)"
             )
     if lines:
         sentences.append(_finish(lines, words, ranges, source, start))
@@ -173,9 +192,11 @@ def parse_conllu(text: str, source: str = "<string>") -> list[Sentence]:
 
 
 def read_conllu(path: str | Path) -> list[Sentence]:
-    """Read a CoNLL-U file (UTF-8); errors name `path:line`."""
-    path = Path(path)
-    return parse_conllu(path.read_text(encoding="utf-8"), source=str(path))
+    """Read a CoNLL-U file; errors name `path:line`, an empty file is an error."""
+    sentences = parse_conllu(read_text(path), source=str(path))
+    if not sentences:
+        raise ValueError(f"{path}: no sentences (the file is empty)")
+    return sentences
 
 
 def resolve_conllu(source: str | Path, split: str) -> Path:

@@ -46,6 +46,7 @@ from time_hub.tasks.training import (
     hub_dataset_id,
     train_and_save,
 )
+from time_hub.text_file import excerpt, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def repair_iob2(tags: list[str], where: list[str], repair: bool = True) -> list[
     previous = "O"
     for i, tag in enumerate(tags):
         if not _TAG.fullmatch(tag):
-            raise ValueError(f"{where[i]}: invalid IOB2 tag {tag!r} (expected O, B-<type> or I-<type>)")
+            raise ValueError(f"{where[i]}: invalid IOB2 tag {excerpt(tag)} (expected O, B-<type> or I-<type>)")
         if tag.startswith("I-") and (previous == "O" or previous[2:] != tag[2:]):
             if not repair:
                 raise ValueError(
@@ -107,28 +108,27 @@ def read_iob2(path: str | Path, repair: bool = True) -> list[NerSentence]:
         for part in (tokens, tags, where):
             part.clear()
 
-    with path.open(encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                flush()
-                continue
-            fields = line.split("\t") if "\t" in line else line.split()
-            if _is_comment(line, fields):
-                continue
-            if len(fields) >= 3 and fields[0].isdigit():
-                token, tag = fields[1], fields[2]
-            elif len(fields) == 2:
-                token, tag = fields
-            else:
-                raise ValueError(
-                    f"{path}:{lineno}: expected 'ID<TAB>token<TAB>tag[<TAB>...]' or 'token tag', got {line!r}"
-                )
-            if not token.strip():
-                raise ValueError(f"{path}:{lineno}: empty token")
-            tokens.append(token)
-            tags.append(tag.strip())
-            where.append(f"{path}:{lineno}")
+    for lineno, raw in enumerate(read_text(path).split("\n"), 1):
+        line = raw.rstrip("\r")
+        if not line.strip():
+            flush()
+            continue
+        fields = line.split("\t") if "\t" in line else line.split()
+        if _is_comment(line, fields):
+            continue
+        if len(fields) >= 3 and fields[0].isdigit():
+            token, tag = fields[1], fields[2]
+        elif len(fields) == 2:
+            token, tag = fields
+        else:
+            raise ValueError(
+                f"{path}:{lineno}: expected 'ID<TAB>token<TAB>tag[<TAB>...]' or 'token tag', got {excerpt(line)}"
+            )
+        if not token.strip():
+            raise ValueError(f"{path}:{lineno}: empty token")
+        tokens.append(token)
+        tags.append(tag.strip())
+        where.append(f"{path}:{lineno}")
     flush()
     if not sentences:
         raise ValueError(f"{path}: no sentences found")
@@ -160,6 +160,18 @@ def load_ner(source: str | Path, split: str = "train") -> list[NerSentence]:
     if repaired:
         logger.warning("%s [%s]: repaired %d stray I-X tags to B-X", source, hub_split, repaired)
     return sentences
+
+
+def check_known_types(sentences: list[NerSentence], label2id: dict[str, int], data: str, model: str) -> None:
+    """Gold entity types the model cannot predict would score as misses in silence: refuse them, naming the first."""
+    known = {label[2:] for label in label2id if label != "O"}
+    for sentence in sentences:
+        unknown = sorted({tag[2:] for tag in sentence.tags if tag != "O"} - known)
+        if unknown:
+            raise ValueError(
+                f"{sentence.source}: entity type {unknown[0]} of {data} is not a label of the model {model} "
+                f"(it knows {', '.join(sorted(known)) or 'none'})"
+            )
 
 
 def label_list(sentences: list[NerSentence]) -> list[str]:
@@ -389,6 +401,7 @@ def evaluate(
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = committee.load(model_dir, _load_tagger, committee.LogitsCommittee)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    check_known_types(sentences, model.config.label2id, data_file, model_dir)
     max_length = max_length or default_max_length(tokenizer, model.config)
     tokens = [s.tokens for s in sentences]
     predicted, _ = tag_words(torch_logits(model), tokenizer, model.config, tokens, batch_size, max_length)

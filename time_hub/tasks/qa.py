@@ -44,6 +44,7 @@ from time_hub.tasks.training import (
     predict,
     train_and_save,
 )
+from time_hub.text_file import excerpt, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def read_squad(path: str | Path) -> list[SquadExample]:
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
     examples: list[SquadExample] = []
@@ -105,7 +106,7 @@ def read_squad(path: str | Path) -> list[SquadExample]:
                 qkey = f"{pkey}.qas[{q}]"
                 qid = _get(qa, "id", str, path, qkey)
                 if qid in seen:
-                    raise ValueError(f"{path}: {qkey}.id {qid!r} repeats the id of {seen[qid]}")
+                    raise ValueError(f"{path}: {qkey}.id {excerpt(qid)} repeats the id of {seen[qid]}")
                 seen[qid] = qkey
                 question = _get(qa, "question", str, path, qkey)
                 answers = _get(qa, "answers", list, path, qkey)
@@ -117,9 +118,9 @@ def read_squad(path: str | Path) -> list[SquadExample]:
                     akey = f"{qkey}.answers[{n}]"
                     text = _get(answer, "text", str, path, akey)
                     start = _get(answer, "answer_start", int, path, akey)
-                    if context[start : start + len(text)] != text:
+                    if start < 0 or context[start : start + len(text)] != text:
                         raise ValueError(
-                            f"{path}: {akey}: text {text!r} is not at answer_start {start} of the context"
+                            f"{path}: {akey}: text {excerpt(text)} is not at answer_start {start} of the context"
                         )
                     texts.append(text)
                     starts.append(start)

@@ -22,8 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from time_hub.tasks.conllu import Sentence, Word, read_conllu
-from time_hub.tasks.ud_parser import find_cycle
+from time_hub.tasks.conllu import Sentence, Word, check_tree, read_conllu
 
 METRICS = ("UPOS", "XPOS", "UFeats", "AllTags", "Lemmas", "UAS", "LAS", "MLAS", "BLEX")
 
@@ -60,11 +59,7 @@ class _Word:
 
 
 def _prepare(sentence: Sentence, side: str) -> list[_Word]:
-    heads = [w.head for w in sentence.words]
-    if sum(h == 0 for h in heads) != 1:
-        raise ValueError(f"{side} {sentence.location()}: expected exactly one word with HEAD 0, got {heads.count(0)}")
-    if find_cycle([-1, *heads]) is not None:
-        raise ValueError(f"{side} {sentence.location()}: the HEAD column contains a cycle")
+    check_tree(sentence.words, f"{side} {sentence.source}")
     words = [_Word(w) for w in sentence.words]
     for i, w in enumerate(words, start=1):
         if w.head and w.deprel in FUNCTIONAL_DEPRELS:
