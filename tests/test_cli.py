@@ -15,6 +15,7 @@ def bad_inputs(tmp_path, tiny_bert_dir) -> dict[str, tuple[list[str], str]]:
     out = str(tmp_path / "out")
     return {
         "run": ([f"{missing}.yaml"], "missing.yaml: cannot read recipe"),
+        "release": ([f"{missing}.yaml"], "missing.yaml: cannot read recipe"),
         "recipes": (["plan", "recipes/distill/da/m.yaml", "--gpu", "TPU"], "gpu must be one of"),
         "distill": (["--config", "recipes/distill/cpu/s.yaml", "--learning_rate", "fast"], "key 'learning_rate'"),
         "select": ([str(missing)], "missing"),

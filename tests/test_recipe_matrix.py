@@ -70,7 +70,7 @@ def test_broken_recipes_name_the_file_and_the_key(tmp_path, monkeypatch):
     for bad, message in (
         ("hidden_layers: ['12']\n", "hidden_layers: '12' is not a layer pair"),
         ("student_layers: 0,1\n", "student_layers 0,1 keeps 2 layers, student_shape L6-H384-A12 has 6"),
-        ("hidden_loss_weight: -1\n", "hidden_loss_weight must be a number >= 0"),
+        ("hidden_loss_weight: -1\n", "key 'hidden_loss_weight': must be >= 0, got -1.0"),
     ):
         cpu.write_text(original + bad)
         ((_, error),) = recipe_matrix.validate([cpu])

@@ -214,6 +214,12 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
 }
 
 
+def _gpu_visible() -> bool:
+    import torch  # here: only a recipe with bf16/fp16 needs it
+
+    return torch.cuda.is_available()
+
+
 MODEL_KEYS = {"teacher_name_or_path", "student_name_or_path", "model"}  # checked by encoder.check_model_source
 
 
@@ -230,8 +236,13 @@ def check_range(key: str, value: Any, where: str) -> None:
         raise RecipeError(f"{where}: must be {bounds}, got {excerpt(value)}")
 
 
-def build(dataclass_types: tuple[type, ...], values: dict[str, Any], sources: dict[str, str]) -> tuple[Any, ...]:
-    """Instantiate each dataclass with its keys from `values`; `sources[key]` names where the key came from."""
+def build(
+    dataclass_types: tuple[type, ...], values: dict[str, Any], sources: dict[str, str], check_models: bool = True
+) -> tuple[Any, ...]:
+    """Instantiate each dataclass with its keys from `values`; `sources[key]` names where the key came from.
+
+    With `check_models`, model keys must name a model folder or a Hub id (off where a recipe may name the output of
+    another recipe that has not run yet: `recipes validate`)."""
     fields = {cls: _field_types(cls) for cls in dataclass_types}
     known = {name for types_ in fields.values() for name in types_}
     for key in values:
@@ -244,13 +255,19 @@ def build(dataclass_types: tuple[type, ...], values: dict[str, Any], sources: di
         kwargs = {k: coerce(v, types_[k], f"{sources[k]}: key '{k}'") for k, v in values.items() if k in types_}
         for key, value in kwargs.items():
             check_range(key, value, f"{sources[key]}: key '{key}'")
-            if key in MODEL_KEYS and isinstance(value, str):
+            if check_models and key in MODEL_KEYS and isinstance(value, str):
                 from time_hub.encoder import check_model_source  # here: recipes validate needs no torch otherwise
 
                 try:
                     check_model_source(value)
                 except ValueError as e:
                     raise RecipeError(f"{sources[key]}: key '{key}': {e}") from None
+        gpu_key = next((k for k in ("bf16", "fp16") if kwargs.get(k) is True), None)
+        if gpu_key and "use_cpu" in types_ and not kwargs.get("use_cpu") and not _gpu_visible():
+            raise RecipeError(
+                f"{sources[gpu_key]}: key '{gpu_key}': a GPU setting, and no GPU is visible here: use a CPU recipe "
+                "(recipes/distill/cpu/<size>.yaml, or time-hub run recipes/run/cpu/<lang>.yaml) or add --use_cpu true"
+            )
         missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in kwargs and _required(f)]
         if missing:
             origin = sorted({sources[k] for k in kwargs} | {CLI})
@@ -263,7 +280,9 @@ def build(dataclass_types: tuple[type, ...], values: dict[str, Any], sources: di
     return tuple(out)
 
 
-def parse(dataclass_types: tuple[type, ...], argv: list[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def parse(
+    dataclass_types: tuple[type, ...], argv: list[str], check_models: bool = True
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """`[--config FILE] [--key value ...]` -> (dataclasses, the merged key/value mapping that produced them)."""
     argv = list(argv)
     values: dict[str, Any] = {}
@@ -275,11 +294,20 @@ def parse(dataclass_types: tuple[type, ...], argv: list[str]) -> tuple[tuple[Any
         path = argv[i + 1]
         del argv[i : i + 2]
         values, sources = load_recipe(path)
-    flags = frozenset(k for cls in dataclass_types for k, tp in _field_types(cls).items() if tp is bool)
-    overrides = parse_overrides(argv, flags)
-    values.update(overrides)
-    sources.update(dict.fromkeys(overrides, CLI))
-    return build(dataclass_types, values, sources), values
+    types_ = {k: tp for cls in dataclass_types for k, tp in _field_types(cls).items()}
+    overrides = parse_overrides(argv, frozenset(k for k, tp in types_.items() if tp is bool))
+    for key, value in overrides.items():
+        head, dot, rest = key.partition(".")
+        if dot and (types_.get(head) is dict or typing.get_origin(types_.get(head)) is dict):
+            # `--distill.max_steps 200`: one key of a mapping-valued key (e.g. a stage's overrides in `time-hub run`)
+            if not isinstance(values.get(head, {}), dict):
+                raise RecipeError(f"{sources[head]}: key '{head}': expected a mapping, got {excerpt(values[head])}")
+            values[head] = {**values.get(head, {}), rest: value}
+            sources[head] = CLI
+        else:
+            values[key] = value
+            sources[key] = CLI
+    return build(dataclass_types, values, sources, check_models), values
 
 
 def help_text(prog: str, description: str, dataclass_types: tuple[type, ...]) -> str:

@@ -12,19 +12,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_json(path: str | Path, payload, indent: int = 2) -> Path:
+def write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=indent, ensure_ascii=False, default=str)
-            f.write("\n")
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json(path: str | Path, payload, indent: int = 2) -> Path:
+    return write_text(path, json.dumps(payload, indent=indent, ensure_ascii=False, default=str) + "\n")
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import os
 import time
 from importlib import metadata
 
@@ -64,10 +65,16 @@ def _utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+COUNTRY_ENV = "TIME_HUB_COUNTRY"  # ISO 3166-1 alpha-3 code of the machine's electricity grid (codecarbon's CO2)
+
+
 class CardDataCallback(TrainerCallback):
-    def __init__(self, track_emissions: bool = True, country_iso_code: str = "DNK"):
+    """Energy is estimated wherever codecarbon runs; CO2 only where the grid's country is known (`country_iso_code`
+    or $TIME_HUB_COUNTRY): a guessed country would put a made-up number on the card."""
+
+    def __init__(self, track_emissions: bool = True, country_iso_code: str | None = None):
         self.track_emissions = track_emissions
-        self.country_iso_code = country_iso_code
+        self.country_iso_code = country_iso_code or os.environ.get(COUNTRY_ENV) or None
         self._tracker = None
         self._start = None
         self.data: dict = {}
@@ -90,8 +97,10 @@ class CardDataCallback(TrainerCallback):
         except ImportError:
             logger.info("codecarbon not installed: the card will say that no CO2 estimate exists")
             return None
+        # The energy does not depend on the country given here; the CO2 is kept only when the country is known.
+        country = self.country_iso_code or "USA"
         tracker = OfflineEmissionsTracker(
-            country_iso_code=self.country_iso_code, save_to_file=False, log_level="error", measure_power_secs=15
+            country_iso_code=country, save_to_file=False, log_level="error", measure_power_secs=15
         )
         tracker.start()
         return tracker
@@ -102,10 +111,11 @@ class CardDataCallback(TrainerCallback):
         self._tracker.stop()
         final = self._tracker.final_emissions_data
         self._tracker = None
+        source = f"codecarbon {metadata.version('codecarbon')} offline tracker"
         return {
-            "co2_eq_grams": 1000.0 * float(final.emissions),
+            "co2_eq_grams": 1000.0 * float(final.emissions) if self.country_iso_code else None,
             "energy_kwh": float(final.energy_consumed),
-            "source": f"codecarbon {metadata.version('codecarbon')} offline tracker, country {self.country_iso_code}",
+            "source": f"{source}, grid of {self.country_iso_code}" if self.country_iso_code else source,
             "kind": "estimate",
         }
 

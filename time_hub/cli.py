@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 # subcommand -> (module, function taking argv and returning an exit code, one-line summary)
 COMMANDS = {
     "run": ("time_hub.pipeline", "main", "run a recipe end to end: distill, select, fine-tune, bench, card"),
+    "release": ("time_hub.release", "main", "build the hub: every language x size of a release recipe, leaderboard"),
     "recipes": ("time_hub.recipe_matrix", "main", "the recipe matrix: list, validate, plan, new (add a language)"),
     "distill": ("time_hub.distill.command", "main", "distill a student from a frozen teacher (MiniLMv2)"),
     "select": ("time_hub.distill.select", "main", "score checkpoints on held-out text and keep the best"),
@@ -33,7 +34,7 @@ COMMANDS = {
     "export": ("time_hub.bench.export", "main", "export to ONNX (optionally int8), checked against PyTorch"),
 }
 # Libraries whose INFO lines are noise at this level (one per ONNX node, per HTTP request, per emissions tick).
-QUIET_LOGGERS = ("onnx_ir", "onnxruntime", "onnxscript", "httpx", "urllib3", "filelock")
+QUIET_LOGGERS = ("onnx_ir", "onnxruntime", "onnxscript", "httpx", "httpx2", "urllib3", "filelock")
 
 
 def process_rank() -> int:

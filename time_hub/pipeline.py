@@ -47,6 +47,9 @@ class RunArguments:
     ner_train: str | None = field(default=None, metadata={"help": "IOB2 file or e.g. unimelb-nlp/wikiann:da"})
     ner_dev: str | None = field(default=None, metadata={"help": "default: ner_train's dev split"})
     ner_train_sentences: int | None = field(default=None, metadata={"help": "first N training sentences (CPU)"})
+    ner_eval_fraction: float | None = field(
+        default=None, metadata={"help": "split ner_train's sentences into train/dev by this fraction (no dev set)"}
+    )
     qa_train: str | None = field(default=None, metadata={"help": "SQuAD v1.1 JSON or Hub id (e.g. rajpurkar/squad)"})
     qa_dev: str | None = field(default=None, metadata={"help": "default: qa_train's dev split"})
     test_data: list[str] = field(
@@ -61,10 +64,21 @@ class RunArguments:
     teacher_results: list[str] = field(
         default_factory=list, metadata={"help": "the teacher's results.json files (retention in the card)"}
     )
+    distill: dict = field(
+        default_factory=dict, metadata={"help": "keys overriding the distillation recipe's (--distill.KEY VALUE)"}
+    )
+    finetune: dict = field(
+        default_factory=dict, metadata={"help": "keys overriding every fine-tuning recipe's (--finetune.KEY VALUE)"}
+    )
+    license: str = field(default="apache-2.0", metadata={"help": "license of the weights (the teacher's terms apply)"})
     organization: str = field(default="time", metadata={"help": "Hub namespace of the card's repo id"})
     base_model: str | None = field(default=None, metadata={"help": "Hub id of the teacher (card metadata)"})
     datasets: list[str] = field(default_factory=list, metadata={"help": "Hub ids of the distillation corpus"})
     dataset_names: list[str] = field(default_factory=list, metadata={"help": "RESULTS_DATASET=NAME for the card"})
+    data_names: dict = field(
+        default_factory=dict,
+        metadata={"help": "task -> public name of its data, for the card"},
+    )
 
     def __post_init__(self):
         unknown = set(self.tasks) - set(TASKS)
@@ -123,11 +137,14 @@ class Pipeline:
         return key
 
 
-def from_recipe(classes: tuple[type, ...], recipe: str, **values) -> tuple:
+def from_recipe(classes: tuple[type, ...], recipe: str, check_models: bool = True, **values) -> tuple:
     """A stage's dataclasses: its recipe's keys, with the values this run sets (named as `time-hub run` in errors)."""
     recipe_values, sources = load_recipe(recipe)
     sources |= dict.fromkeys(values, "time-hub run")
-    return build(classes, recipe_values | values, sources)
+    return build(classes, recipe_values | values, sources, check_models)
+
+
+DEV_SPLIT_FILES = {"ud": "ud-dev.conllu", "ner": "ner-dev.iob2"}  # what _ud_data / _ner_data write when they split
 
 
 def _ud_data(args: RunArguments, out: Path) -> tuple[str, str]:
@@ -135,24 +152,53 @@ def _ud_data(args: RunArguments, out: Path) -> tuple[str, str]:
         return args.ud_train, args.ud_dev or args.ud_train
     from time_hub.tasks.conllu import resolve_conllu, split_conllu_file
 
-    train, dev = out / "data" / "ud-train.conllu", out / "data" / "ud-dev.conllu"
+    train, dev = out / "data" / "ud-train.conllu", out / "data" / DEV_SPLIT_FILES["ud"]
     split_conllu_file(resolve_conllu(args.ud_train, "train"), train, dev, eval_fraction=args.ud_eval_fraction)
     return str(train), str(dev)
 
 
 def _ner_data(args: RunArguments, out: Path) -> tuple[str, str]:
     dev = args.ner_dev or args.ner_train
-    if args.ner_train_sentences is None:
+    if args.ner_train_sentences is None and args.ner_eval_fraction is None:
         return args.ner_train, dev
+    from time_hub.tasks.conllu import split_sentences
     from time_hub.tasks.ner import load_ner
 
-    sentences = load_ner(args.ner_train, "train")[: args.ner_train_sentences]
-    path = out / "data" / f"ner-train-{len(sentences)}.iob2"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for s in sentences:
-            f.write("".join(f"{token}\t{tag}\n" for token, tag in zip(s.tokens, s.tags)) + "\n")
-    return str(path), dev
+    def write(name: str, sentences) -> str:
+        path = out / "data" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as f:
+            for s in sentences:
+                f.write("".join(f"{token}\t{tag}\n" for token, tag in zip(s.tokens, s.tags)) + "\n")
+        return str(path)
+
+    sentences = load_ner(args.ner_train, "train")
+    if args.ner_eval_fraction is not None:
+        sentences, held_out = split_sentences(sentences, eval_fraction=args.ner_eval_fraction)
+        dev = write(DEV_SPLIT_FILES["ner"], held_out)
+    sentences = sentences[: args.ner_train_sentences]
+    return write(f"ner-train-{len(sentences)}.iob2", sentences), dev
+
+
+def task_data(args: RunArguments, out: Path, task: str) -> tuple[str, str | None]:
+    """(train, dev) files of `task` as the run fine-tunes on them (split or cut under `out/data` where asked)."""
+    if task == "ud":
+        return _ud_data(args, out)
+    if task == "ner":
+        return _ner_data(args, out)
+    return args.qa_train, args.qa_dev
+
+
+def _data_names(args: RunArguments, out: Path) -> list[str]:
+    """RESULTS_DATASET=NAME pairs for the card: each task's dev file by its public name and the part of it used."""
+    pairs = list(args.dataset_names)
+    for task, name in args.data_names.items():
+        fraction = getattr(args, f"{task}_eval_fraction", None)
+        if fraction is not None:
+            pairs.append(f"{out / 'data' / DEV_SPLIT_FILES[task]}={name} ({fraction:.0%} of dev, not trained on)")
+        else:
+            pairs.append(f"{getattr(args, f'{task}_dev') or getattr(args, f'{task}_train')}={name}")
+    return pairs
 
 
 def run(args: RunArguments) -> dict:
@@ -163,12 +209,19 @@ def run(args: RunArguments) -> dict:
     from time_hub.tasks.commands import EvaluateArguments, FinetuneArguments, evaluate, finetune
 
     out, run = Path(args.output_dir), RunDir(args.output_dir)
+    # Every stage's recipe, with this run's overrides, must parse before anything is written (keys, types, ranges,
+    # devices: a GPU recipe on a CPU machine stops here with one line); the models it names are made by earlier stages.
+    from_recipe(DATACLASSES, args.distill_recipe, check_models=False, **(args.distill | {"output_dir": str(out)}))
+    for task in args.tasks:
+        stage_values = {"task": task, "model": str(run.best), "train": "-", "output_dir": str(run.task(task))}
+        from_recipe((FinetuneArguments, TrainingArguments), args.finetune_recipe.format(task=task), check_models=False,
+                    **(args.finetune | stage_values))  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(out)
-    distill_values, _ = load_recipe(args.distill_recipe)
+    distill_values = load_recipe(args.distill_recipe)[0] | args.distill
 
     def distill_stage():
-        values = {"output_dir": str(out)}
+        values = args.distill | {"output_dir": str(out)}
         if any(out.glob("checkpoint-*")):
             values["resume_from_checkpoint"] = "last"
         config, student_args, corpus_args = from_recipe(DATACLASSES, args.distill_recipe, **values)
@@ -185,16 +238,18 @@ def run(args: RunArguments) -> dict:
     for task in args.tasks:
         recipe = args.finetune_recipe.format(task=task)
         task_dir = run.task(task)
-        inputs = [selected, recipe, asdict(args)[f"{task}_train"], asdict(args).get(f"{task}_dev")]
+        inputs = [selected, recipe, args.finetune, asdict(args)[f"{task}_train"], asdict(args).get(f"{task}_dev")]
         inputs += [
             args.ud_eval_fraction if task == "ud" else None,
             args.ner_train_sentences if task == "ner" else None,
+            args.ner_eval_fraction if task == "ner" else None,
         ]
 
         def finetune_stage(task=task, recipe=recipe, task_dir=task_dir):
-            train, dev = {"ud": _ud_data, "ner": _ner_data}.get(task, lambda a, o: (a.qa_train, a.qa_dev))(args, out)
-            finetune(*from_recipe((FinetuneArguments, TrainingArguments), recipe, task=task, model=str(run.best),
-                                  train=train, dev=dev or train, output_dir=str(task_dir)))  # fmt: skip
+            train, dev = task_data(args, out, task)
+            values = {"task": task, "model": str(run.best), "train": train, "dev": dev or train,
+                      "output_dir": str(task_dir)}  # fmt: skip
+            finetune(*from_recipe((FinetuneArguments, TrainingArguments), recipe, **(args.finetune | values)))
 
         task_keys[task] = pipeline.stage(f"finetune-{task}", inputs, [task_dir / "results.json"], finetune_stage)
         results.append(task_dir / "results.json")
@@ -242,12 +297,22 @@ def run(args: RunArguments) -> dict:
         teacher_results=args.teacher_results,
         bench_model=str(run.best),
         datasets=args.datasets,
-        dataset_names=args.dataset_names,
+        dataset_names=_data_names(args, out),
+        license=args.license,
         dry_run=True,
     )
     pipeline.stage(
         "card",
-        [selected, benched, task_keys, args.teacher_results, args.base_model, args.organization, args.dataset_names],
+        [
+            selected,
+            benched,
+            task_keys,
+            args.teacher_results,
+            args.base_model,
+            args.organization,
+            args.dataset_names,
+            args.license,
+        ],  # fmt: skip
         [run.publish(name) / "README.md"],
         lambda: stage(publish_args),
     )

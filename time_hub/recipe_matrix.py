@@ -34,6 +34,8 @@ def kind_of(path: Path) -> str | None:
     parts, name = path.parts, path.name
     if "accelerate" in parts:
         return "accelerate"
+    if "release" in parts:
+        return "release"
     if "distill" in parts and not name.startswith("base-") or name.startswith("distill-"):
         return "distill"
     if "finetune" in parts or name.startswith("finetune-"):
@@ -54,6 +56,10 @@ def _dataclasses(kind: str) -> tuple[type, ...]:
         from time_hub.tasks.commands import FinetuneArguments
 
         return FinetuneArguments, TrainingArguments
+    if kind == "release":
+        from time_hub.release import ReleaseArguments
+
+        return (ReleaseArguments,)
     from time_hub.pipeline import RunArguments
 
     return (RunArguments,)
@@ -68,10 +74,12 @@ def _device_free(kind: str) -> list[str]:
     (CI, laptops), so off-GPU they are parsed as if on CPU. Whether the device fits is the run's concern."""
     import torch
 
-    return [] if kind == "run" or torch.cuda.is_available() else ["--use_cpu", "true"]
+    return [] if kind in ("run", "release") or torch.cuda.is_available() else ["--use_cpu", "true"]
 
 
 def _local_paths(value) -> list[str]:
+    if isinstance(value, dict):  # a stage's overrides (time-hub run's `distill:`)
+        return [path for v in value.values() for path in _local_paths(v)]
     values = value if isinstance(value, list) else [value]
     return [v for v in values if isinstance(v, str) and v.startswith(("./", "../", "/", "recipes/", "benchmarks/"))]
 
@@ -80,15 +88,20 @@ def validate_file(path: Path) -> list:
     """Parse one recipe into its dataclasses (RecipeError naming file and key); check the local files it names."""
     kind = kind_of(path)
     if kind is None:
-        raise RecipeError(f"{path}: not a known recipe kind (distill/, finetune/, run/, accelerate/ or demo/*-)")
+        raise RecipeError(
+            f"{path}: not a known recipe kind (distill/, finetune/, run/, release/, accelerate/ or demo/*-)"
+        )
     if kind == "accelerate":
         data = yaml.safe_load(path.read_text())
         if not isinstance(data, dict) or "compute_environment" not in data or "distributed_type" not in data:
             raise RecipeError(f"{path}: an accelerate config needs compute_environment and distributed_type")
         return [data]
     values, sources = load_recipe(path)
-    parsed, _ = parse(_dataclasses(kind), ["--config", str(path), *_RUNTIME.get(kind, []), *_device_free(kind)])
+    argv = ["--config", str(path), *_RUNTIME.get(kind, []), *_device_free(kind)]
+    parsed, _ = parse(_dataclasses(kind), argv, check_models=False)  # a model may be another recipe's output
     for key, value in values.items():
+        if key in ("output_dir", "results_dir"):  # written by the run
+            continue
         for local in _local_paths(value):
             target = local.replace("{size}", "xs").replace("{task}", "ud")
             if "{" not in target and not Path(target).exists():

@@ -19,7 +19,7 @@ from huggingface_hub import EvalResult
 from transformers import AutoConfig
 
 from time_hub.bench.report import load_bench, pyplot
-from time_hub.card_data import BOOKKEEPING
+from time_hub.card_data import BOOKKEEPING, COUNTRY_ENV
 from time_hub.publish.model_card_data import (
     CheckpointSelection,
     Distillation,
@@ -167,7 +167,7 @@ def _eval_results(inputs: CardInputs) -> list[EvalResult]:
             EvalResult(
                 task_type=task_type,
                 task_name=task_name,
-                dataset_type=inputs.dataset(r),
+                dataset_type=inputs.dataset(r).split(" (")[0],  # a Hub id; the name may say which part was used
                 dataset_name=inputs.dataset(r),
                 dataset_split=r.split,
                 metric_type=metric.lower(),
@@ -256,13 +256,17 @@ def collect(inputs: CardInputs) -> tuple[TimeModelCardData, dict[str, Path]]:
         if (model_dir / RunDir.CARD_DATA).is_file():
             files["provenance/finetune_card_data.json"] = model_dir / RunDir.CARD_DATA
     eval_results = _eval_results(inputs)
+    from_teacher = inputs.task is not None or recipe.get("student_init", "random") != "random"
+    base_model = inputs.base_model if from_teacher else None
     data = TimeModelCardData(
         language=inputs.language,
         license=inputs.license,
         pipeline_tag=TASKS[inputs.task].pipeline_tag if inputs.task else ENCODER_PIPELINE_TAG,
-        base_model=inputs.base_model,
-        # The Hub knows adapter/merge/quantized/finetune; a distilled student is closest to a fine-tune of the teacher.
-        base_model_relation="finetune" if inputs.base_model else None,
+        # The Hub knows adapter/merge/quantized/finetune. A task model is a fine-tune of its encoder, and a student
+        # whose weights start from the teacher's (prune/teacher init) is closest to a fine-tune of it; a random-init
+        # student holds none of the teacher's weights, so its metadata names no base model (the body names it).
+        base_model=base_model,
+        base_model_relation="finetune" if base_model else None,
         datasets=inputs.datasets or None,
         metrics=sorted({e.metric_type for e in eval_results}) or None,
         tags=TAGS + ([inputs.task] if inputs.task else []) + inputs.language,
@@ -274,7 +278,7 @@ def collect(inputs: CardInputs) -> tuple[TimeModelCardData, dict[str, Path]]:
             "training_type": "fine-tuning" if inputs.task else "distillation",
             "hardware_used": hardware,
         }
-        if emissions
+        if emissions and emissions.get("co2_eq_grams") is not None
         else None,
         repo_id=inputs.repo_id,
         task=inputs.task,
@@ -340,10 +344,10 @@ def _last_step(run_dir: Path) -> int | None:
 def _emissions_text(emissions: dict | None) -> str:
     if not emissions:
         return "not estimated (no codecarbon tracker ran during training)"
-    return (
-        f"{emissions['co2_eq_grams']:.1f} g CO2eq, {emissions['energy_kwh']:.4f} kWh ({emissions['kind']}: "
-        f"{emissions['source']})"
-    )
+    energy = f"{emissions['energy_kwh']:.4f} kWh ({emissions['kind']}: {emissions['source']})"
+    if emissions.get("co2_eq_grams") is None:
+        return f"{energy}; CO2 not estimated: the grid's country was not set (${COUNTRY_ENV})"
+    return f"{emissions['co2_eq_grams']:.1f} g CO2eq, {energy}"
 
 
 def _hardware(card_data: dict | None) -> str:

@@ -1,0 +1,82 @@
+"""`time-hub release` end to end: a two-language hub at a tiny budget from the real teacher and data in ../shared,
+three broken languages reported and skipped, every model published to the local Hub server and loaded back by
+transformers in a fresh process."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hub_server import WRITE_TOKEN, HubServer, hub_env, run_client
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--finetune.max_steps", "2", "--finetune.eval_steps", "1", "--finetune.save_steps", "1",
+        "--run.bench_repeats", "1", "--run.bench_batch_sizes", "[1]"]  # fmt: skip
+
+
+def recipes(tmp_path: Path, shared: Path) -> Path:
+    """Run recipes: da and ga as the repository has them, and three broken languages."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for lang in ("da", "ga"):
+        (folder / f"{lang}.yaml").write_text((ROOT / "recipes" / "run" / "cpu" / f"{lang}.yaml").read_text())
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "empty.conllu").write_text("")
+    ga = (folder / "ga.yaml").read_text()
+    broken = {
+        "xx": ga.replace("lang: ga", "lang: xx").replace("text/ga.txt", "text/xx.txt"),  # no text file
+        "yy": ga.replace("lang: ga", "lang: yy").replace(
+            "../shared/data/text/ga.txt", str(tmp_path / "empty.txt")),  # an empty text file
+        "zz": ga.replace("lang: ga", "lang: zz").replace(
+            "../shared/data/ud/ga/dev.conllu", str(tmp_path / "empty.conllu")),  # a treebank with no sentences
+    }  # fmt: skip
+    for lang, text in broken.items():
+        (folder / f"{lang}.yaml").write_text(text)
+    return folder
+
+
+@pytest.mark.slow
+def test_a_two_language_hub_is_built_published_and_loads(tmp_path, shared):
+    run_recipes, results = recipes(tmp_path, shared), tmp_path / "results"
+    models = "{da: [xs], ga: [xs], xx: [xs], yy: [xs], zz: [xs]}"
+    argv = [sys.executable, "-m", "time_hub.cli", "release", "recipes/release/cpu.yaml", "--models", models,
+            "--run_recipe", f"{run_recipes}/{{lang}}.yaml", "--random_init_sizes", "[xs]",
+            "--output_dir", str(tmp_path / "runs"), "--results_dir", str(results), "--publish", "true",
+            *TINY]  # fmt: skip
+    with HubServer(tmp_path / "hub") as hub:
+        proc = subprocess.run(
+            argv, env=hub_env(hub, WRITE_TOKEN), capture_output=True, text=True, cwd=ROOT, timeout=1500
+        )
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert proc.returncode == 1 and "built 2 of 5 models" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+        failed = {line.split(":")[0]: line for line in proc.stdout.splitlines() if line.startswith("FAILED")}
+        assert "xx.txt: no such file (train_files)" in failed["FAILED time-xx-xs"]
+        assert "empty.txt: 0 usable tokens" in failed["FAILED time-yy-xs"]
+        assert "empty.conllu: no sentences (the file is empty)" in failed["FAILED time-zz-xs"]
+
+        board = json.loads((results / "leaderboard.json").read_text())["models"]
+        assert [(r["lang"], r["size"]) for r in board] == [("da", "xs"), ("ga", "xs")]
+        da = board[0]
+        assert set(da["scores"]) == {"UPOS", "Lemmas", "LAS", "f1"} and set(da["retention"]) == set(da["scores"])
+        assert "LAS" in da["random_gap"] and da["speedup_b1"] > 1
+        assert (results / "da" / "xs" / "card" / "README.md").is_file() and (
+            results / "ga" / "teacher" / "ud.json"
+        ).is_file()
+        assert not list(results.glob("*/*/card/*.safetensors"))  # cards, no weights
+
+        published = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("published ")]
+        assert sorted(published) == ["time/time-da-xs", "time/time-da-xs-ner", "time/time-da-xs-ud",
+                                     "time/time-ga-xs", "time/time-ga-xs-ud"]  # fmt: skip
+        assert all("v0.1.0" in hub.repo(repo_id).tags for repo_id in published)
+        run_client(
+            f"""
+            from transformers import AutoModel, pipeline
+            for repo_id in {published!r}:
+                AutoModel.from_pretrained(repo_id)
+            tags = pipeline("token-classification", model="time/time-da-xs-ner", device="cpu")("Peter bor i Aarhus.")
+            assert isinstance(tags, list)
+            """,
+            hub_env(hub),
+        )
+        assert not hub.errors, hub.errors
