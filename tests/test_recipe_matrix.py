@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from time_hub import recipe_matrix
 from time_hub.arguments import RecipeError, load_recipe
@@ -107,6 +108,51 @@ def test_new_language_writes_recipes_that_validate(tmp_path, monkeypatch):
     assert all(error is None for _, error in recipe_matrix.validate(written))
     assert cli_main(["recipes", *argv]) == 2  # never overwrites
     assert cli_main(["recipes", *argv[:-1], "mlt_Latn", "--lang", "Maltese"]) == 2  # not an ISO code
+
+
+@pytest.mark.slow
+def test_offline_branch_of_adding_a_language(tmp_path, shared, monkeypatch, capsys):
+    """recipes/README.md's offline walkthrough, followed for a language added from local text and a local treebank."""
+    repo = tmp_path / "repo"  # its ../shared is the real one, as for the repository
+    repo.mkdir()
+    (tmp_path / "shared").symlink_to(shared)
+    _copy_recipes(repo)
+    monkeypatch.chdir(repo)
+    Path("data").mkdir()
+    Path("data/mt.txt").write_text((shared / "data/text/ga.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    blocks = (shared / "data/ud/ga/dev.conllu").read_text(encoding="utf-8").split("\n\n")
+    Path("data/mt-ud.conllu").write_text("\n\n".join(blocks[:60]) + "\n\n", encoding="utf-8")
+    argv = ["recipes", "new", "--lang", "mt", "--name", "Maltese", "--treebank", "UD_Maltese-MUDT", "--flores",
+            "mlt_Latn", "--text", "data/mt.txt", "--ud", "data/mt-ud.conllu"]  # fmt: skip
+    assert cli_main(argv) == 0
+    assert cli_main(["recipes", "validate", "recipes/run/cpu/mt.yaml"]) == 0
+    tiny = ["--finetune.max_steps", "2", "--finetune.eval_steps", "1", "--finetune.save_steps", "1",
+            "--bench_repeats", "1", "--bench_batch_sizes", "[1]"]  # fmt: skip
+    capsys.readouterr()
+    assert cli_main(["run", "recipes/run/cpu/mt.yaml", "--size", "xs", *tiny]) == 0
+    out = capsys.readouterr().out
+    assert "ud: UPOS" in out and "card: runs/time-mt-xs/publish/time-mt-xs/README.md" in out
+    card = Path("runs/time-mt-xs/publish/time-mt-xs/README.md").read_text(encoding="utf-8")
+    assert "universal_dependencies/UD_Maltese-MUDT (20% of dev, not trained on)" in card and "license: mit" in card
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_gpu_recipe_on_a_cpu_machine_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TIME_HUB_DEBUG", raising=False)
+    out = tmp_path / "run"
+    assert cli_main(["run", "recipes/run/hu.yaml", "--size", "xs", "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "error: recipes/distill/hu/../base-xs.yaml: key 'bf16': a GPU setting, and no GPU is visible here" in err
+    assert "recipes/run/cpu/<lang>.yaml" in err and "Traceback" not in err and not out.exists()
+
+
+def test_run_takes_stage_overrides(tmp_path):
+    from time_hub.arguments import parse
+
+    ((args,), _) = parse((RunArguments,), ["--config", "recipes/run/cpu/ga.yaml", "--distill.max_steps", "200",
+                                            "--finetune.max_steps", "20"])  # fmt: skip
+    assert args.distill == {"train_files": ["../shared/data/text/ga.txt"], "max_steps": 200}
+    assert args.finetune == {"max_steps": 20}
 
 
 def test_run_chains_the_stages_and_skips_what_is_up_to_date(tiny_bert_dir, shared, tmp_path):

@@ -65,6 +65,10 @@ def test_a_two_language_hub_is_built_published_and_loads(tmp_path, shared):
         ).is_file()
         assert not list(results.glob("*/*/card/*.safetensors"))  # cards, no weights
 
+        from time_hub.publish.space import discover
+
+        assert {"da", "ga"} <= set(discover(tmp_path / "runs"))  # `time-hub space serve --runs_dir` lists them
+
         published = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("published ")]
         assert sorted(published) == ["time/time-da-xs", "time/time-da-xs-ner", "time/time-da-xs-ud",
                                      "time/time-ga-xs", "time/time-ga-xs-ud"]  # fmt: skip

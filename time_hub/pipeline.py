@@ -279,6 +279,7 @@ def run(args: RunArguments) -> dict:
             tokenizer=str(run.best),
             reference=reference,
             quality=quality,
+            sentences_file=(distill_values.get("train_files") or [None])[0],  # the language's own text, when local
         )
         write_outputs(bench(bench_args, TimingSettings(repeats=args.bench_repeats)), bench_args)
 

@@ -258,18 +258,61 @@ datasets: [uonlp/CulturaX]
 """
 
 
-def new_language(lang: str, name: str, treebank: str, flores: str, qa: str | None, root: Path = ROOT) -> list[Path]:
-    """Write distill/<lang>/{xs,s,m}.yaml and run/<lang>.yaml; refuses to overwrite."""
+CPU_RUN_TEMPLATE = """\
+# Offline CPU run for {name}: `time-hub run recipes/run/cpu/{lang}.yaml --size m|s|xs` (the operating points of
+# recipes/distill/cpu/: the teacher's bottom 6/3/2 layers, no distillation step, selected on held-out {name} text).
+# Written by `time-hub recipes new`; UD fine-tuning with recipes/finetune/ud-cpu.yaml on {ud_text}.
+lang: {lang}
+distill_recipe: recipes/distill/cpu/{{size}}.yaml
+distill:
+  train_files: [{text}]
+tasks: [ud]
+{ud_lines}finetune_recipe: recipes/finetune/{{task}}-cpu.yaml
+data_names:
+  ud: universal_dependencies/{treebank}
+base_model: intfloat/multilingual-e5-small
+license: mit
+"""
+
+
+def cpu_run_fields(text: str, ud: str, ud_dev: str | None) -> dict[str, str]:
+    """The offline branch's local files, checked: text to select on, a treebank (with a dev file, or split 80/20)."""
+    for key, path in (("text", text), ("ud", ud), ("ud_dev", ud_dev)):
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"--{key} {path}: no such file")
+    if ud_dev:
+        return {
+            "text": text,
+            "ud_text": f"{ud}, scored on {ud_dev}",
+            "ud_lines": f"ud_train: {ud}\nud_dev: {ud_dev}\n",
+        }
+    lines = f"ud_train: {ud}\nud_eval_fraction: 0.2\n"
+    return {"text": text, "ud_text": f"80% of {ud}, scored on the other 20%", "ud_lines": lines}
+
+
+def new_language(
+    lang: str,
+    name: str,
+    treebank: str,
+    flores: str,
+    qa: str | None,
+    root: Path = ROOT,
+    offline: dict[str, str] | None = None,
+) -> list[Path]:
+    """Write distill/<lang>/{xs,s,m}.yaml and run/<lang>.yaml (and, with `offline` (`cpu_run_fields`),
+    run/cpu/<lang>.yaml); refuses to overwrite."""
     if not re.fullmatch(r"[a-z]{2,3}", lang):
         raise ValueError(f"--lang must be an ISO 639 code like 'mt', got {lang!r}")
     if not re.fullmatch(r"UD_[A-Za-z_]+-[A-Za-z0-9]+", treebank):
         raise ValueError(f"--treebank must be a UD treebank name like UD_Maltese-MUDT, got {treebank!r}")
     files = {root / "distill" / lang / f"{size}.yaml": DISTILL_TEMPLATE for size in SIZES}
     files[root / "run" / f"{lang}.yaml"] = RUN_TEMPLATE
+    if offline:
+        files[root / "run" / "cpu" / f"{lang}.yaml"] = CPU_RUN_TEMPLATE
     existing = [str(p) for p in files if p.exists()]
     if existing:
         raise ValueError(f"already there (not overwritten): {existing}")
-    fields = {"lang": lang, "name": name, "treebank": treebank, "flores": flores}
+    fields = {"lang": lang, "name": name, "treebank": treebank, "flores": flores, **(offline or {})}
     fields["tasks"] = "ud, ner, qa" if qa else "ud, ner"
     fields["qa"] = f"qa_train: {qa}\n" if qa else ""
     for path, template in files.items():
@@ -317,6 +360,15 @@ class NewArguments:
     treebank: str = field(metadata={"help": "UD treebank, e.g. UD_Maltese-MUDT"})
     flores: str = field(metadata={"help": "FLORES+ config for held-out text, e.g. mlt_Latn"})
     qa: str | None = field(default=None, metadata={"help": "Hub id of a SQuAD-format QA set, if the language has one"})
+    text: str | None = field(
+        default=None, metadata={"help": "offline: local running text (writes run/cpu/<lang>.yaml)"}
+    )
+    ud: str | None = field(default=None, metadata={"help": "offline: local CoNLL-U to fine-tune on (with --text)"})
+    ud_dev: str | None = field(default=None, metadata={"help": "offline: its dev file (default: an 80/20 split)"})
+
+    def __post_init__(self):
+        if (self.text is None) != (self.ud is None):
+            raise ValueError("the offline branch needs both --text and --ud")
 
 
 # subcommand -> (its arguments, the key its leading values fill, whether several)
@@ -362,7 +414,8 @@ def main(argv: list[str]) -> int:
               f"checkpoints: {p['checkpoints']} x {p['checkpoint_disk_gb'] / p['checkpoints']:.1f} GB "
               f"(weights + Adam state) = {p['checkpoint_disk_gb']:.0f} GB")  # fmt: skip
     else:
-        written = new_language(args.lang, args.name, args.treebank, args.flores, args.qa)
+        offline = cpu_run_fields(args.text, args.ud, args.ud_dev) if args.text else None
+        written = new_language(args.lang, args.name, args.treebank, args.flores, args.qa, offline=offline)
         print("wrote " + ", ".join(map(str, written)))
         print(f"next: time-hub recipes validate {' '.join(map(str, written))}")
     return 0
