@@ -125,6 +125,7 @@ def discover(runs_dir: str | Path) -> dict:
         entry = _entry(folder, runs_dir)
         if entry:
             found.append(entry)
+            dirs[:] = [d for d in dirs if d not in ("tasks", "best")]  # they are this entry's
     teachers = [(lang, e["teacher"]) for lang, _, e in found if e["teacher"]]
     models: dict = {}
     for lang, size, entry in found:
