@@ -12,7 +12,7 @@ import multiprocessing
 import re
 import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,10 @@ class TimingSettings:
     threads: int | None = None
     warmup: int = 2
     repeats: int = 10
-    sort_by_length: bool = False  # length-bucketed batches (as pipelines do) instead of batches padded as they come
+    sort_by_length: bool = field(
+        default=True,
+        metadata={"help": "batches of similar lengths, as pipelines run them (false: padded as they come)"},
+    )
     energy_estimate: bool = False
 
 
