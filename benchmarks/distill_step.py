@@ -15,6 +15,7 @@ after loading (CUDA: allocator peak; CPU: resident set size sampled every 2 ms).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -125,20 +126,27 @@ def worker(opts) -> dict:
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from time_hub.distill.config import DistillationConfig
+    from time_hub.bench.models import CONFIGS
+    from time_hub.distill.config import TEACHER_DTYPES, DistillationConfig
     from time_hub.distill.student import build_student
     from time_hub.distill.trainer import DistillationTrainer, load_teacher
 
     torch.set_num_threads(opts.threads or torch.get_num_threads())
     device = torch.device(opts.device)
     tokenizer = AutoTokenizer.from_pretrained(opts.teacher)
-    if opts.teacher_layers:  # a deeper teacher of the same widths; random weights run at the same speed
+    dtype = TEACHER_DTYPES[opts.teacher_dtype]
+    if opts.teacher_arch:  # e.g. XLM-R-Large's shape with random weights (the same speed), our tokenizer's vocabulary
+        torch.manual_seed(0)
+        config = copy.deepcopy(CONFIGS[opts.teacher_arch])
+        config.vocab_size = len(tokenizer)
+        teacher = AutoModel.from_config(config, add_pooling_layer=False, dtype=dtype).to(device)
+    elif opts.teacher_layers:  # a deeper teacher of the same widths; random weights run at the same speed
         torch.manual_seed(0)
         config = AutoConfig.from_pretrained(opts.teacher, num_hidden_layers=opts.teacher_layers)
-        teacher = AutoModel.from_config(config, add_pooling_layer=False).to(device)
+        teacher = AutoModel.from_config(config, add_pooling_layer=False, dtype=dtype).to(device)
     else:
-        teacher = load_teacher(str(opts.teacher)).to(device)
-    student = build_student(AutoConfig.from_pretrained(opts.teacher), tokenizer, opts.student, seed=0).to(device)
+        teacher = load_teacher(str(opts.teacher), opts.teacher_dtype).to(device)
+    student = build_student(teacher.config, tokenizer, opts.student, seed=0).to(device)
     input_ids, mask = (t.to(device) for t in make_batch(tokenizer, opts.batch, opts.seq, opts.text))
     layers = (opts.teacher_layer or teacher.config.num_hidden_layers, student.config.num_hidden_layers)
 
@@ -150,6 +158,7 @@ def worker(opts) -> dict:
             teacher_name_or_path=str(opts.teacher),
             teacher_layer=layers[0],
             num_relation_heads=opts.heads,
+            teacher_dtype=opts.teacher_dtype,
         )
         trainer = DistillationTrainer(student, config, teacher_model=teacher)
         student.train()
@@ -200,6 +209,8 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=32, help="relation heads (divide both hidden sizes)")
     parser.add_argument("--teacher_layers", type=int, default=0, help="build a teacher this deep (random weights)")
     parser.add_argument("--teacher_layer", type=int, default=0, help="distillation layer (default: last)")
+    parser.add_argument("--teacher_arch", choices=["xlm-roberta-large"], help="this shape, random weights")
+    parser.add_argument("--teacher_dtype", default="float32", help="float32, bfloat16 or float16 (GPU)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--steps", type=int, default=2)
