@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.sh, the script a GPU session runs, passes its CPU dry run (tiny sizes) and records every file."""
+"""benchmarks/gpu_check.sh, the script a GPU session runs, passes its CPU dry run (tiny sizes), all files written."""
 
 import json
 import subprocess
