@@ -167,6 +167,7 @@ ROUTES = [
     ("GET HEAD", r"/(?:(?P<tp>dataset|space)s/)?(?P<ns>[^/]+)/(?P<name>[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)",
      "resolve"),
 ]  # fmt: skip
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 REPO_URL = re.compile(r"^/api/(models|datasets|spaces)/.+|^/.+/resolve/.+")  # the client's REPO_API_REGEX
 
 
@@ -531,7 +532,18 @@ class HubServer:
         headers = {"X-Repo-Commit": commit.id, "ETag": f'"{entry.oid}"', "Content-Length": str(entry.size)}
         if entry.lfs:
             headers.update({"X-Linked-Etag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size)})
-        return 200, b"" if req.method == "HEAD" else self._blob(entry.sha256).read_bytes(), headers
+        if req.method == "HEAD":
+            return 200, b"", headers
+        data = self._blob(entry.sha256).read_bytes()
+        wanted = RANGE.fullmatch(req.headers.get("range", ""))
+        if wanted is None:
+            return 200, data, headers
+        # A byte range (as fsspec/HfFileSystem reads parquet footers): `bytes=a-b`, `bytes=a-` or `bytes=-n`.
+        first, last = wanted.groups()
+        start, end = (max(len(data) - int(last), 0), len(data) - 1) if not first else (
+            int(first), min(int(last), len(data) - 1) if last else len(data) - 1)  # fmt: skip
+        headers |= {"Content-Range": f"bytes {start}-{end}/{len(data)}", "Content-Length": str(end - start + 1)}
+        return 206, data[start : end + 1], headers
 
     # ---- collections: create_collection / add_collection_item / get_collection ----
     def create_collection(self, req: Request, m: dict):

@@ -1,0 +1,59 @@
+"""The release chain against a Hub: `time-hub run recipes/run/hu.yaml --size xs` unchanged but for step counts and
+sizes, with the teacher, CulturaX (streamed), FLORES+, WikiANN and UD all from the local Hub server
+(tests/hub_fixtures.py), then `time-hub publish`, then a fresh process loads the student with AutoModel."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hub_fixtures import FIXTURE_ORGS, FIXTURE_TOKEN, seed
+from hub_server import DEFAULT_TOKENS, WRITE_TOKEN, HubServer, hub_env, run_client
+
+ROOT = Path(__file__).resolve().parents[1]
+# Sizes and step counts only: a CPU, a 4-layer teacher of hidden size 32, a few steps of everything.
+DISTILL = {
+    "max_steps": 4, "save_steps": 2, "eval_steps": 2, "logging_steps": 1, "warmup_steps": 0, "bf16": "false",
+    "use_cpu": "true", "teacher_dtype": "float32", "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+    "max_seq_length": 32, "max_validation_sequences": 8, "dataloader_num_workers": 0, "student_shape": "L2-H32-A2",
+    "num_relation_heads": 8, "teacher_layer": 2,
+}  # fmt: skip
+FINETUNE = {
+    "max_steps": 2, "eval_strategy": "steps", "eval_steps": 1, "save_strategy": "steps", "save_steps": 1,
+    "per_device_train_batch_size": 4, "use_cpu": "true", "max_length": 64,
+}  # fmt: skip
+
+
+def overrides() -> list[str]:
+    argv = [f"--distill.{k}={v}" for k, v in DISTILL.items()] + [f"--finetune.{k}={v}" for k, v in FINETUNE.items()]
+    return argv + ["--bench_repeats", "1", "--bench_batch_sizes", "[1]"]
+
+
+@pytest.mark.slow
+def test_release_recipe_runs_against_the_hub_and_publishes(tmp_path, shared):
+    tokens = DEFAULT_TOKENS | {FIXTURE_TOKEN: ("hub-admin", FIXTURE_ORGS)}
+    with HubServer(tmp_path / "hub", tokens=tokens) as hub:
+        seed(hub, shared, tmp_path / "fixtures")
+        out = tmp_path / "time-hu-xs"
+        argv = [sys.executable, "-m", "time_hub.cli", "run", "recipes/run/hu.yaml", "--size", "xs", "--output_dir",
+                str(out), "--ud_train", "universal-dependencies/UD_Hungarian-Szeged", *overrides()]  # fmt: skip
+        env = hub_env(hub, WRITE_TOKEN)
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT, timeout=1500)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+        assert "ud: UPOS" in proc.stdout and "ner: f1" in proc.stdout, proc.stdout
+        card = (out / "publish" / "time-hu-xs" / "README.md").read_text(encoding="utf-8")
+        assert "FacebookAI/xlm-roberta-large" in card and "uonlp/CulturaX" in card
+
+        argv = [sys.executable, "-m", "time_hub.cli", "publish", str(out), "--lang", "hu", "--size", "xs",
+                "--base_model", "FacebookAI/xlm-roberta-large"]  # fmt: skip
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        run_client(
+            """
+            from transformers import AutoModel
+            model = AutoModel.from_pretrained("time/time-hu-xs")
+            assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 32
+            """,
+            hub_env(hub),
+        )
+        assert not hub.errors, hub.errors
