@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hub_fixtures import FIXTURE_ORGS, FIXTURE_TOKEN, seed
+from hub_fixtures import FIXTURE_ORGS, FIXTURE_TOKEN, TEACHER, seed
 from hub_server import DEFAULT_TOKENS, WRITE_TOKEN, HubServer, hub_env, run_client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,31 +29,59 @@ def overrides() -> list[str]:
     return argv + ["--bench_repeats", "1", "--bench_batch_sizes", "[1]"]
 
 
-@pytest.mark.slow
-def test_release_recipe_runs_against_the_hub_and_publishes(tmp_path, shared):
+@pytest.fixture(scope="module")
+def release_hub(tmp_path_factory, shared):
     tokens = DEFAULT_TOKENS | {FIXTURE_TOKEN: ("hub-admin", FIXTURE_ORGS)}
-    with HubServer(tmp_path / "hub", tokens=tokens) as hub:
-        seed(hub, shared, tmp_path / "fixtures")
-        out = tmp_path / "time-hu-xs"
-        argv = [sys.executable, "-m", "time_hub.cli", "run", "recipes/run/hu.yaml", "--size", "xs", "--output_dir",
-                str(out), "--ud_train", "universal-dependencies/UD_Hungarian-Szeged", *overrides()]  # fmt: skip
-        env = hub_env(hub, WRITE_TOKEN)
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT, timeout=1500)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-        assert "ud: UPOS" in proc.stdout and "ner: f1" in proc.stdout, proc.stdout
-        card = (out / "publish" / "time-hu-xs" / "README.md").read_text(encoding="utf-8")
-        assert "FacebookAI/xlm-roberta-large" in card and "uonlp/CulturaX" in card
-
-        argv = [sys.executable, "-m", "time_hub.cli", "publish", str(out), "--lang", "hu", "--size", "xs",
-                "--base_model", "FacebookAI/xlm-roberta-large"]  # fmt: skip
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        run_client(
-            """
-            from transformers import AutoModel
-            model = AutoModel.from_pretrained("time/time-hu-xs")
-            assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 32
-            """,
-            hub_env(hub),
-        )
+    root = tmp_path_factory.mktemp("release-hub")
+    with HubServer(root / "hub", tokens=tokens) as hub:
+        seed(hub, shared, root / "fixtures")
+        yield hub
         assert not hub.errors, hub.errors
+
+
+def time_hub(hub: HubServer, *argv: str, token: str | None = WRITE_TOKEN) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "time_hub.cli", *argv]
+    return subprocess.run(argv, env=hub_env(hub, token), capture_output=True, text=True, cwd=ROOT, timeout=1500)
+
+
+@pytest.mark.slow
+def test_release_recipe_runs_against_the_hub_and_publishes(release_hub, tmp_path):
+    out = tmp_path / "time-hu-xs"
+    proc = time_hub(release_hub, "run", "recipes/run/hu.yaml", "--size", "xs", "--output_dir", str(out),
+                    "--ud_train", "universal-dependencies/UD_Hungarian-Szeged", *overrides())  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "ud: UPOS" in proc.stdout and "ner: f1" in proc.stdout, proc.stdout
+    card = (out / "publish" / "time-hu-xs" / "README.md").read_text(encoding="utf-8")
+    assert "FacebookAI/xlm-roberta-large" in card and "uonlp/CulturaX" in card
+
+    proc = time_hub(release_hub, "publish", str(out), "--lang", "hu", "--size", "xs", "--base_model", TEACHER)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_client(
+        """
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained("time/time-hu-xs")
+        assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 32
+        """,
+        hub_env(release_hub),
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            ["--distill.dataset_config", "hux"],
+            "uonlp/CulturaX: BuilderConfig 'hux' not found. Available: ['hu', 'ga']",
+        ),
+        (["--distill.teacher_name_or_path", "FacebookAI/xlm-roberta-largest"], "FacebookAI/xlm-roberta-largest"),
+    ],
+)
+def test_failure_paths_are_one_line(release_hub, tmp_path, override, message):
+    out = tmp_path / "run"
+    proc = time_hub(release_hub, "run", "recipes/run/hu.yaml", "--size", "xs", "--output_dir", str(out),
+                    *overrides(), *override)  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-3000:]
+    print(errors[0])

@@ -88,7 +88,11 @@ def read_lines(path: str, skipped: Counter) -> Iterator[str]:
 
 def hub_texts(name: str, config: str | None, split: str, column: str, skipped: Counter) -> Iterator[str]:
     """Stream texts of a Hub dataset (no full download); non-string or empty texts are counted."""
-    for row in load_dataset(name, config, split=split, streaming=True):
+    try:
+        rows = load_dataset(name, config, split=split, streaming=True)
+    except ValueError as e:  # a misspelled config or split: say which dataset (the message lists what exists)
+        raise ValueError(f"{name}: {' '.join(str(e).split())}") from None
+    for row in rows:
         text = row.get(column)
         if not isinstance(text, str):
             skipped["malformed"] += 1
