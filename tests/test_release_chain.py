@@ -2,6 +2,7 @@
 sizes, with the teacher, CulturaX (streamed), FLORES+, WikiANN and UD all from the local Hub server
 (tests/hub_fixtures.py), then `time-hub publish`, then a fresh process loads the student with AutoModel."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,22 @@ def test_failure_paths_are_one_line(release_hub, tmp_path, override, message):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert len(errors) == 1 and message in errors[0], proc.stderr[-3000:]
     print(errors[0])
+
+
+@pytest.mark.slow
+def test_release_chain_under_accelerate_launch_with_two_cpu_processes(release_hub, tmp_path):
+    """recipes/accelerate/multi_gpu.yaml with two CPU processes (the recipe's use_cpu: gloo): every rank distills,
+    rank 0 alone runs the later stages and writes the card; the run records a world size of 2."""
+    out = tmp_path / "time-hu-xs"
+    launch = ["-m", "accelerate.commands.launch", "--config_file", "recipes/accelerate/multi_gpu.yaml",
+              "--num_processes", "2", "--mixed_precision", "no", "-m", "time_hub.cli"]  # fmt: skip
+    argv = [sys.executable, *launch, "run", "recipes/run/hu.yaml", "--size", "xs", "--output_dir", str(out),
+            "--ud_train", "universal-dependencies/UD_Hungarian-Szeged", *overrides()]  # fmt: skip
+    env = hub_env(release_hub, WRITE_TOKEN) | {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("card: ") == 1  # one summary: rank 0's
+    (tmp_path / "launch.log").write_text(proc.stdout + proc.stderr)
+    card_data = json.loads((out / "card_data.json").read_text())
+    assert card_data["world_size"] == 2
+    assert (out / "publish" / "time-hu-xs" / "README.md").is_file()

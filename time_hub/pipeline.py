@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -127,6 +128,10 @@ class Pipeline:
         logger.info("stage %s: running", name)
         start = time.perf_counter()
         run()
+        if (
+            process_rank() != 0
+        ):  # under DDP rank 0 saves the outputs (maybe later than this rank returns) and the record
+            return key
         missing = [str(p) for p in outputs if not p.exists()]
         if missing:
             raise RuntimeError(f"stage {name} finished without writing {missing}")
@@ -180,6 +185,25 @@ def _ner_data(args: RunArguments, out: Path) -> tuple[str, str]:
     return write(f"ner-train-{len(sentences)}.iob2", sentences), dev
 
 
+def leave_distributed() -> int:
+    """After a distributed distillation every rank leaves the process group, so that rank 0 can run the later stages
+    alone (their Trainers would otherwise wait for ranks that have finished); returns this process's rank."""
+    import torch.distributed as dist
+
+    rank = process_rank()
+    if not dist.is_initialized():
+        return rank
+    dist.barrier()  # rank 0 has saved the student
+    dist.destroy_process_group()
+    if rank == 0:
+        from accelerate.state import AcceleratorState
+
+        for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK"):
+            os.environ.pop(name, None)
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return rank
+
+
 def task_data(args: RunArguments, out: Path, task: str) -> tuple[str, str | None]:
     """(train, dev) files of `task` as the run fine-tunes on them (split or cut under `out/data` where asked)."""
     if task == "ud":
@@ -228,7 +252,7 @@ def run(args: RunArguments) -> dict:
         distill(config, student_args, corpus_args, recipe=distill_values | values)
 
     distilled = pipeline.stage("distill", [distill_values], [out / "model.safetensors"], distill_stage)
-    if process_rank() != 0:
+    if leave_distributed() != 0:
         return {"stages": pipeline.summary}
     selected = pipeline.stage(
         "select", [distilled], [out / Selection.FILE, run.best], lambda: select(SelectArguments(str(out)))
