@@ -8,7 +8,9 @@ name, with the real layouts and columns, filled from ../shared (small: the point
 - `openlanguagedata/flores_plus`: configs hun_Latn and gle_Latn, `dev/<config>.parquet` with FLORES+'s columns;
 - `unimelb-nlp/wikiann`: configs hu and ga, train/validation/test parquet with tokens, ner_tags (a ClassLabel sequence
   with WikiANN's names), langs, spans; sentences of ../shared/data/ner/da (WikiANN's tag set, other content);
-- `universal-dependencies/UD_Hungarian-Szeged`: raw `hu_szeged-ud-{train,dev}.conllu` from ../shared/data/ud/hu.
+- `universal-dependencies/UD_Hungarian-Szeged`: raw `hu_szeged-ud-{train,dev}.conllu` from ../shared/data/ud/hu;
+- `universal-dependencies/universal_dependencies`: UD's parquet conversion (config ga_idt, train/validation, the
+  columns idx, text, tokens, lemmas, upos (a ClassLabel), xpos, feats, head, deprel, deps, misc), from ud/ga/dev.
 
 `seed(hub, shared, work)` writes them under `work` and pushes them with the real client as FIXTURE_TOKEN's user,
 who belongs to those organisations.
@@ -117,12 +119,46 @@ def treebank(folder: Path, shared: Path) -> None:
         shutil.copyfile(shared / "data" / "ud" / "hu" / f"{split}.conllu", folder / f"hu_szeged-ud-{split}.conllu")
 
 
+COLUMN_ATTRIBUTES = {"tokens": "form", "lemmas": "lemma", "xpos": "xpos", "feats": "feats", "head": "head",
+                     "deprel": "deprel", "deps": "deps", "misc": "misc"}  # fmt: skip
+UPOS_NAMES = "NOUN PUNCT ADP NUM SYM SCONJ ADJ PART DET CCONJ PROPN PRON X _ ADV INTJ VERB AUX".split()
+
+
+def ud_parquet(folder: Path, shared: Path) -> None:
+    """UD's parquet conversion as the Hub serves it: config `ga_idt`, train/validation, upos as a ClassLabel."""
+    from datasets import ClassLabel, Dataset, Features, Sequence, Value
+
+    from time_hub.tasks.conllu import read_conllu
+
+    sentences = read_conllu(shared / "data" / "ud" / "ga" / "dev.conllu")
+    text = Sequence(Value("string"))
+    features = Features({"idx": Value("string"), "text": Value("string"), "tokens": text, "lemmas": text,
+                         "upos": Sequence(ClassLabel(names=UPOS_NAMES)), "xpos": text, "feats": text, "head": text,
+                         "deprel": text, "deps": text, "misc": text})  # fmt: skip
+    (folder / "ga_idt").mkdir(parents=True)
+    for split, part in (("train", sentences[:360]), ("validation", sentences[360:])):
+        rows = {name: [] for name in features}
+        for s in part:
+            rows["idx"].append(s.sent_id)
+            rows["text"].append(s.text)
+            for column, attribute in COLUMN_ATTRIBUTES.items():
+                values = [str(getattr(w, attribute)) for w in s.words]
+                rows[column].append([None if v == "_" else v for v in values])
+            rows["upos"].append([UPOS_NAMES.index(w.upos) for w in s.words])
+        Dataset.from_dict(rows, features=features).to_parquet(folder / "ga_idt" / f"{split}-00000-of-00001.parquet")
+    card = configs_card(
+        "universal_dependencies", {"ga_idt": {s: f"ga_idt/{s}-*.parquet" for s in ("train", "validation")}}
+    )
+    (folder / "README.md").write_text(card, encoding="utf-8")
+
+
 REPOS = {  # repo id -> (type, builder)
     TEACHER: ("model", teacher),
     "uonlp/CulturaX": ("dataset", culturax),
     "openlanguagedata/flores_plus": ("dataset", flores),
     "unimelb-nlp/wikiann": ("dataset", wikiann),
     "universal-dependencies/UD_Hungarian-Szeged": ("dataset", treebank),
+    "universal-dependencies/universal_dependencies": ("dataset", ud_parquet),
 }
 
 

@@ -105,3 +105,21 @@ def test_release_chain_under_accelerate_launch_with_two_cpu_processes(release_hu
     card_data = json.loads((out / "card_data.json").read_text())
     assert card_data["world_size"] == 2
     assert (out / "publish" / "time-hu-xs" / "README.md").is_file()
+
+
+@pytest.mark.slow
+def test_ud_parquet_conversion_reads_as_conllu(release_hub, shared):
+    """`org/name:config` in a UD key: the parquet rows become CoNLL-U that the reader checks like any file."""
+    run_client(
+        f"""
+        from time_hub.tasks.conllu import read_conllu, resolve_conllu
+        original = read_conllu({str(shared / "data" / "ud" / "ga" / "dev.conllu")!r})
+        for split, part in (("train", original[:360]), ("dev", original[360:])):
+            converted = read_conllu(resolve_conllu("universal-dependencies/universal_dependencies:ga_idt", split))
+            assert len(converted) == len(part), (split, len(converted))
+            for a, b in zip(part, converted):
+                assert [(w.form, w.lemma, w.upos, w.head, w.deprel, w.feats) for w in a.words] == [
+                    (w.form, w.lemma, w.upos, w.head, w.deprel, w.feats) for w in b.words]
+        """,
+        hub_env(release_hub),
+    )

@@ -201,23 +201,68 @@ def read_conllu(path: str | Path) -> list[Sentence]:
 
 def resolve_conllu(source: str | Path, split: str) -> Path:
     """The CoNLL-U file for `split` (train/dev/test) of `source`: a file; a UD release treebank folder (holding
-    `<code>-ud-<split>.conllu`); or a Hub dataset repository of raw CoNLL-U files, `org/name`. (datasets >= 4 runs no
-    loading scripts, so the old script-based `universal_dependencies` dataset does not load; raw files do.)"""
+    `<code>-ud-<split>.conllu`); a Hub dataset repository of raw CoNLL-U files, `org/name`; or UD's parquet conversion
+    on the Hub, `org/name:config` (columns -> CoNLL-U, `rows_to_conllu`). (datasets >= 4 runs no loading scripts, so
+    the old script-based `universal_dependencies` dataset does not load; raw files and parquet do.)"""
     path = Path(source)
     if path.is_file():
         return path
     if not path.is_dir():
-        from huggingface_hub import snapshot_download
-
         from time_hub.tasks.training import hub_dataset_id
 
-        repo = hub_dataset_id(source, "org/name")
+        repo, _, config = hub_dataset_id(source, "org/name or org/name:config", with_config=True).partition(":")
+        if config:
+            return _parquet_split(repo, config, split)
+        from huggingface_hub import snapshot_download
+
         path = Path(snapshot_download(repo, repo_type="dataset", allow_patterns=[f"*-ud-{split}.conllu"]))
     found = sorted(path.rglob(f"*-ud-{split}.conllu"))
     if len(found) != 1:
         names = [str(f.relative_to(path)) for f in found]
         raise FileNotFoundError(f"{source}: expected one *-ud-{split}.conllu, found {len(found)}: {names}")
     return found[0]
+
+
+PARQUET_COLUMNS = ("tokens", "lemmas", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+
+
+def rows_to_conllu(rows: Iterable[dict], source: str) -> str:
+    """Rows of UD's parquet conversion (idx, text and one list per column: tokens, lemmas, upos, xpos, feats, head,
+    deprel, deps, misc; None for `_`) as CoNLL-U text, which `parse_conllu` then checks like any file."""
+    blocks = []
+    for i, row in enumerate(rows):
+        missing = [c for c in PARQUET_COLUMNS if c not in row]
+        if missing:
+            raise ValueError(f"{source}[{i}]: missing columns {missing} (expected UD's parquet columns)")
+        lines = [f"# sent_id = {row.get('idx') or i}"] + ([f"# text = {row['text']}"] if row.get("text") else [])
+        for j in range(len(row["tokens"])):
+            cells = [row[c][j] if j < len(row[c] or ()) else None for c in PARQUET_COLUMNS]
+            lines.append("\t".join([str(j + 1)] + ["_" if v in (None, "") else str(v) for v in cells]))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n\n"
+
+
+def _parquet_split(repo: str, config: str, split: str) -> Path:
+    """`split` of UD's parquet conversion on the Hub, written once as a CoNLL-U file in the cache."""
+    import tempfile
+
+    from datasets import load_dataset
+
+    from time_hub.atomic import write_text
+    from time_hub.tasks.training import HUB_SPLITS
+
+    hub_split = HUB_SPLITS.get(split, split)
+    target = Path(tempfile.gettempdir()) / "time-hub-ud" / f"{repo.replace('/', '--')}--{config}--{hub_split}.conllu"
+    if not target.is_file():
+        source = f"{repo}:{config}[{hub_split}]"
+        data = load_dataset(repo, config, split=hub_split)
+        # ClassLabel columns (upos in the Hub's conversion) hold ids: back to their names
+        labels = {c: getattr(getattr(data.features.get(c), "feature", None), "names", None) for c in PARQUET_COLUMNS}
+        rows = ({**row, **{c: [names[v] for v in row[c]] for c, names in labels.items() if names}} for row in data)
+        text = rows_to_conllu(rows, source)
+        parse_conllu(text, source)  # the reader contract, before the file exists
+        write_text(target, text)
+    return target
 
 
 def format_conllu(sentences: Iterable[Sentence]) -> str:
