@@ -108,6 +108,7 @@ class Repo:
     commits: list[Commit] = field(default_factory=list)  # oldest first
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    gated: bool = False  # files only for signed-in members of the namespace (metadata and listings stay public)
 
     @property
     def namespace(self) -> str:
@@ -353,7 +354,8 @@ class HubServer:
         info = {
             "_id": hashlib.sha1(repo.id.encode()).hexdigest()[:24], "id": repo.id, "author": repo.namespace,
             "sha": commit.id, "lastModified": commit.date, "createdAt": repo.created, "private": repo.private,
-            "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": tags, "siblings": siblings,
+            "gated": "auto" if repo.gated else False, "disabled": False, "downloads": 0, "likes": 0, "tags": tags,
+            "siblings": siblings,
             "usedStorage": sum(e.size for e in commit.files.values()),
         }  # fmt: skip
         if card:
@@ -525,6 +527,13 @@ class HubServer:
         """`/{repo}/resolve/{rev}/{path}`: `X-Repo-Commit`, `ETag` (git blob id), `X-Linked-Etag` (sha256) and
         `X-Linked-Size` for LFS files; 404 `EntryNotFound` (with `X-Repo-Commit`) or `RevisionNotFound`."""
         repo = self._repo(req, m)
+        if repo.gated and not (req.user and req.user.member(repo.namespace)):
+            what = f"Access to {repo.type} {repo.id} is restricted"
+            if req.user is None:
+                raise HubError(
+                    401, f"{what}. You must have access to it and be authenticated to access it.", "GatedRepo"
+                )
+            raise HubError(403, f"{what} and you are not in the authorized list.", "GatedRepo")
         commit = self._commit_at(repo, m["rev"])
         entry = commit.files.get(m["path"])
         if entry is None:

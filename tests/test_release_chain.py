@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from hub_fixtures import FIXTURE_ORGS, FIXTURE_TOKEN, TEACHER, seed
-from hub_server import DEFAULT_TOKENS, WRITE_TOKEN, HubServer, hub_env, run_client
+from hub_server import DEFAULT_TOKENS, OTHER_TOKEN, WRITE_TOKEN, HubServer, hub_env, run_client
 
 ROOT = Path(__file__).resolve().parents[1]
 # Sizes and step counts only: a CPU, a 4-layer teacher of hidden size 32, a few steps of everything.
@@ -123,3 +123,20 @@ def test_ud_parquet_conversion_reads_as_conllu(release_hub, shared):
         """,
         hub_env(release_hub),
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("token", "status"), [(None, "401"), (OTHER_TOKEN, "403")])
+def test_a_gated_dataset_without_access_is_one_line_before_any_model_loads(release_hub, tmp_path, token, status):
+    release_hub.repo("uonlp/CulturaX", "dataset").gated = True
+    try:
+        out = tmp_path / "run"
+        proc = time_hub(release_hub, "run", "recipes/run/hu.yaml", "--size", "xs", "--output_dir", str(out),
+                        *overrides(), token=token)  # fmt: skip
+    finally:
+        release_hub.repo("uonlp/CulturaX", "dataset").gated = False
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(errors) == 1 and "uonlp/CulturaX" in errors[0] and "gated" in errors[0], errors
+    assert "time_hub.distill.student" not in proc.stderr and not (out / "run_config.json").exists()  # no model
+    print(status, errors[0])

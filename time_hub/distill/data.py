@@ -162,6 +162,10 @@ def build_corpus(
                 yield {"input_ids": ids}
             _log_skipped(args.dataset_name, skipped)
 
+        # One row now, so that a gated, missing or misspelled dataset is refused before any model loads.
+        probe = hub_texts(args.dataset_name, args.dataset_config, args.dataset_split, args.text_column, Counter())
+        if next(probe, None) is None:
+            raise ValueError(f"{args.dataset_name} ({args.dataset_config}, {args.dataset_split}): no text rows")
         train = IterableDataset.from_generator(stream)
     return train, build_validation(args, tokenizer)
 
