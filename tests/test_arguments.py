@@ -14,7 +14,8 @@ def _write(tmp_path, text):
     return str(path)
 
 
-BASE = "teacher_name_or_path: t\noutput_dir: out\ntrain_files: [a.txt]\nvalidation_holdout_lines: 10\n"
+TEXT = __file__  # any existing file: CorpusArguments checks that train_files exist
+BASE = f"teacher_name_or_path: t\noutput_dir: out\ntrain_files: [{TEXT}]\nvalidation_holdout_lines: 10\n"
 
 
 def test_overrides_win_and_yaml_float_strings_become_floats(tmp_path):
@@ -78,7 +79,7 @@ def test_a_key_given_twice_on_the_command_line_is_an_error():
 )
 def test_numeric_keys_are_range_checked(override, message, tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("teacher_name_or_path: t\ntrain_files: [a.txt]\noutput_dir: o\n")
+    recipe.write_text(f"teacher_name_or_path: t\ntrain_files: [{TEXT}]\noutput_dir: o\n")
     with pytest.raises(RecipeError, match=re.escape(message)):
         parse(DATACLASSES, ["--config", str(recipe), *override])
     recipe.write_text(recipe.read_text() + f"{override[0][2:]}: {override[1]}\n")
