@@ -3,8 +3,8 @@ name, with the real layouts and columns, filled from ../shared (small: the point
 
 - `FacebookAI/xlm-roberta-large`: the real XLM-R config class and tokenizer (../shared/tokenizers/xlm-roberta),
   4 layers of hidden size 32 with random weights (distilled at `teacher_layer: 2` by a recipe override);
-- `uonlp/CulturaX`: configs hu and ga, parquet shards `<lang>/<lang>_part_00000.parquet` with CulturaX's columns
-  (text, timestamp, url, source), from ../shared/data/text;
+- `uonlp/CulturaX`: configs hu and ga, parquet shards `<lang>/<lang>_part_0000{0,1}.parquet` (256 lines, the rest)
+  with CulturaX's columns (text, timestamp, url, source), from ../shared/data/text;
 - `openlanguagedata/flores_plus`: configs hun_Latn and gle_Latn, `dev/<config>.parquet` with FLORES+'s columns;
 - `unimelb-nlp/wikiann`: configs hu and ga, train/validation/test parquet with tokens, ner_tags (a ClassLabel sequence
   with WikiANN's names), langs, spans; sentences of ../shared/data/ner/da (WikiANN's tag set, other content);
@@ -61,7 +61,10 @@ def culturax(folder: Path, shared: Path) -> None:
         (folder / lang).mkdir(parents=True)
         table = {"text": lines, "timestamp": ["2021-01-01 00:00:00"] * len(lines)}
         table |= {"url": [f"https://example.org/{i}" for i in range(len(lines))], "source": ["mC4"] * len(lines)}
-        pq.write_table(pa.table(table), folder / lang / f"{lang}_part_00000.parquet")
+        # Two shards, so that a network drop can hit the stream between them (the corpus reads 256 lines at a time).
+        for shard, rows in {0: slice(0, 256), 1: slice(256, None)}.items():
+            part = {column: values[rows] for column, values in table.items()}
+            pq.write_table(pa.table(part), folder / lang / f"{lang}_part_{shard:05d}.parquet")
     card = configs_card("CulturaX", {lang: {"train": f"{lang}/*.parquet"} for lang in LANGS})
     (folder / "README.md").write_text(card, encoding="utf-8")
 

@@ -183,6 +183,7 @@ class HubServer:
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
         spec = DEFAULT_TOKENS if tokens is None else tokens
         self.tokens = {t: User(v[0], tuple(v[1]), "read" not in v[2:]) for t, v in spec.items()}
+        self.unreachable: set[str] = set()  # file paths (parts) whose downloads fail with 503: a network drop
         self.repos: dict[tuple[str, str], Repo] = {}
         self.collections: dict[str, dict] = {}
         self.tickets: dict[str, tuple[str, int]] = {}  # LFS upload ticket -> (sha256, size)
@@ -526,6 +527,8 @@ class HubServer:
     def resolve(self, req: Request, m: dict):
         """`/{repo}/resolve/{rev}/{path}`: `X-Repo-Commit`, `ETag` (git blob id), `X-Linked-Etag` (sha256) and
         `X-Linked-Size` for LFS files; 404 `EntryNotFound` (with `X-Repo-Commit`) or `RevisionNotFound`."""
+        if any(part in m["path"] for part in self.unreachable):
+            raise HubError(503, "Service Unavailable")  # a network drop while this file is read
         repo = self._repo(req, m)
         if repo.gated and not (req.user and req.user.member(repo.namespace)):
             what = f"Access to {repo.type} {repo.id} is restricted"

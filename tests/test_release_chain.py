@@ -25,8 +25,9 @@ FINETUNE = {
 }  # fmt: skip
 
 
-def overrides() -> list[str]:
-    argv = [f"--distill.{k}={v}" for k, v in DISTILL.items()] + [f"--finetune.{k}={v}" for k, v in FINETUNE.items()]
+def overrides(**distill) -> list[str]:
+    argv = [f"--distill.{k}={v}" for k, v in (DISTILL | distill).items()]
+    argv += [f"--finetune.{k}={v}" for k, v in FINETUNE.items()]
     return argv + ["--bench_repeats", "1", "--bench_batch_sizes", "[1]"]
 
 
@@ -140,3 +141,25 @@ def test_a_gated_dataset_without_access_is_one_line_before_any_model_loads(relea
     assert len(errors) == 1 and "uonlp/CulturaX" in errors[0] and "gated" in errors[0], errors
     assert "time_hub.distill.student" not in proc.stderr and not (out / "run_config.json").exists()  # no model
     print(status, errors[0])
+
+
+@pytest.mark.slow
+def test_a_network_drop_mid_stream_resumes_from_the_last_checkpoint_on_the_next_run(release_hub, tmp_path):
+    out = tmp_path / "run"
+    # Batches of 32 sequences: the first shard lasts about 9 steps, so checkpoints are written before the drop.
+    steps = overrides(max_steps=16, save_steps=4, eval_steps=4, per_device_train_batch_size=32)
+    argv = ["run", "recipes/run/hu.yaml", "--size", "xs", "--output_dir", str(out), "--tasks", "[ud]",
+            "--ud_train", "universal-dependencies/UD_Hungarian-Szeged", *steps]  # fmt: skip
+    release_hub.unreachable = {"hu_part_00001"}  # the stream's second shard cannot be read
+    try:
+        first = time_hub(release_hub, *argv)
+    finally:
+        release_hub.unreachable = set()
+    errors = [line for line in first.stderr.splitlines() if line.startswith("error: ")]
+    assert first.returncode == 2 and len(errors) == 1 and "Traceback" not in first.stderr, first.stderr[-3000:]
+    checkpoints = sorted((p for p in out.glob("checkpoint-*")), key=lambda p: int(p.name.split("-")[1]))
+    assert checkpoints and checkpoints[-1].name != "checkpoint-16", first.stderr[-3000:]
+    second = time_hub(release_hub, *argv)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resuming from {checkpoints[-1]}" in second.stderr, second.stderr[-3000:]
+    print(errors[0], [p.name for p in checkpoints])
