@@ -76,10 +76,7 @@ class RunArguments:
     base_model: str | None = field(default=None, metadata={"help": "Hub id of the teacher (card metadata)"})
     datasets: list[str] = field(default_factory=list, metadata={"help": "Hub ids of the distillation corpus"})
     dataset_names: list[str] = field(default_factory=list, metadata={"help": "RESULTS_DATASET=NAME for the card"})
-    data_names: dict = field(
-        default_factory=dict,
-        metadata={"help": "task -> public name of its data, for the card"},
-    )
+    data_names: dict = field(default_factory=dict, metadata={"help": "task -> public name of its data, for the card"})
 
     def __post_init__(self):
         unknown = set(self.tasks) - set(TASKS)
@@ -128,9 +125,7 @@ class Pipeline:
         logger.info("stage %s: running", name)
         start = time.perf_counter()
         run()
-        if (
-            process_rank() != 0
-        ):  # under DDP rank 0 saves the outputs (maybe later than this rank returns) and the record
+        if process_rank() != 0:  # under DDP, rank 0 saves the outputs (maybe after this rank returns) and the record
             return key
         missing = [str(p) for p in outputs if not p.exists()]
         if missing:
