@@ -282,7 +282,9 @@ def test_distillation_runs_from_a_modernbert_teacher(tmp_path, tokenizer, da_lin
     tokenizer.save_pretrained(tmp_path / "teacher")
     text = tmp_path / "da.txt"
     text.write_text("\n".join(da_lines[:40]) + "\n", encoding="utf-8")
-    corpus = CorpusArguments(train_files=[str(text)], validation_holdout_lines=4, max_seq_length=24)
+    corpus = CorpusArguments(
+        train_files=[str(text)], validation_holdout_lines=4, max_seq_length=24, min_train_tokens=100
+    )
     trainer = distill(_distill_args(tmp_path, tmp_path / "teacher"), StudentArguments("L2-H32-A2"), corpus)
     assert trainer.state.global_step == 2 and trainer.model.config.model_type == "bert"
     assert trainer.teacher.config.model_type == "modernbert" and trainer.distillation_settings.teacher_layer == 3
@@ -348,7 +350,9 @@ def test_distillation_runs_from_an_ltgbert_teacher_only_with_trust_remote_code(t
     tokenizer.save_pretrained(tmp_path / "teacher")
     text = tmp_path / "da.txt"
     text.write_text("\n".join(da_lines[:40]) + "\n", encoding="utf-8")
-    corpus = CorpusArguments(train_files=[str(text)], validation_holdout_lines=4, max_seq_length=24)
+    corpus = CorpusArguments(
+        train_files=[str(text)], validation_holdout_lines=4, max_seq_length=24, min_train_tokens=100
+    )
     with pytest.raises(ValueError, match="LTG-BERT-family.*set teacher_trust_remote_code: true"):
         distill(_distill_args(tmp_path, tmp_path / "teacher"), StudentArguments("L2-H32-A2"), corpus)
 

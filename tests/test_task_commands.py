@@ -27,7 +27,7 @@ def test_every_finetune_recipe_parses(recipe):
     assert isinstance(training.learning_rate, float) and 0 < training.learning_rate < 1e-3
     assert training.load_best_model_at_end and training.metric_for_best_model in ("f1", "LAS")
     if recipe.stem.endswith("-cpu"):
-        assert training.use_cpu and 0 < training.max_steps <= 300
+        assert training.use_cpu and 0 < training.max_steps <= 500  # at most 4 epochs of 2,000 NER sentences
 
 
 def test_command_line_overrides_the_recipe_and_floats_parse(tmp_path):
