@@ -302,7 +302,7 @@ def run(args: RunArguments) -> dict:
         )
         write_outputs(bench(bench_args, TimingSettings(repeats=args.bench_repeats)), bench_args)
 
-    bench_inputs = [selected, task_keys, reference, args.bench_batch_sizes, args.bench_repeats]
+    bench_inputs = [selected, task_keys, reference, args.bench_batch_sizes, args.bench_repeats, args.teacher_results]
     benched = pipeline.stage("bench", bench_inputs, [run.bench], bench_stage)
 
     from time_hub.publish.hub import PublishArguments, repo_name, stage

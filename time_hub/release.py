@@ -95,13 +95,8 @@ def fine_tune_reference(run_args: RunArguments, model: str, out: Path) -> list[P
             values = {"task": task, "model": model, "train": train, "dev": dev or train, "output_dir": str(task_dir)}
             finetune(*from_recipe((FinetuneArguments, TrainingArguments), recipe, **(run_args.finetune | values)))
 
-        inputs = [
-            model,
-            recipe,
-            run_args.finetune,
-            getattr(run_args, f"{task}_train"),
-            getattr(run_args, f"{task}_dev"),
-        ]
+        data = {key: value for key, value in vars(run_args).items() if key.startswith(f"{task}_")}  # files, splits
+        inputs = [model, recipe, run_args.finetune, data]
         pipeline.stage(f"finetune-{task}", inputs, [task_dir / "results.json"], stage)
         results.append(task_dir / "results.json")
     return results
