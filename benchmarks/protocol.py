@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoTokenizer, TrainingArguments
+from transformers import AutoModel, AutoTokenizer, TrainingArguments
 
 from time_hub.distill.student import count_parameters
-from time_hub.encoder import load_encoder
+from time_hub.encoder import load_encoder, random_init_copy
 from time_hub.tasks import ner, ud
 from time_hub.tasks.conllu import split_conllu_file
 from time_hub.tasks.results import TaskResults
@@ -106,15 +106,6 @@ def training_args(out: Path, protocol: TaskProtocol, metric: str, seed: int) -> 
         disable_tqdm=True,
         logging_steps=50,
     )
-
-
-def random_init_copy(encoder: Path, target: Path, seed: int) -> Path:
-    """An encoder of the same config and tokenizer with random weights, drawn with `seed`."""
-    if not (target / "config.json").exists():
-        torch.manual_seed(seed)
-        AutoModel.from_config(AutoConfig.from_pretrained(encoder)).save_pretrained(target)
-        AutoTokenizer.from_pretrained(encoder).save_pretrained(target)
-    return target
 
 
 def run_one(

@@ -13,24 +13,16 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-from transformers import AutoConfig, AutoModel, AutoTokenizer, TrainingArguments
+from transformers import AutoModel, TrainingArguments
 
 from time_hub.distill.student import count_parameters
+from time_hub.encoder import random_init_copy
 from time_hub.tasks import ner, ud
 from time_hub.tasks.conllu import split_conllu_file
 from time_hub.tasks.results import TaskResults
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 METRICS = {"ud": ("UPOS", "Lemmas", "LAS"), "ner": ("f1",)}
-
-
-def random_init_copy(student: Path, target: Path, seed: int) -> Path:
-    """A student of the same shape and tokenizer with random weights (the reference distillation must beat)."""
-    torch.manual_seed(seed)
-    AutoModel.from_config(AutoConfig.from_pretrained(student)).save_pretrained(target)
-    AutoTokenizer.from_pretrained(student).save_pretrained(target)
-    return target
 
 
 def training_args(out: Path, epochs: int, batch: int, lr: float, seed: int) -> TrainingArguments:

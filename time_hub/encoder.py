@@ -90,3 +90,15 @@ def load_with_new_head(auto_class, path: str | Path, **kwargs) -> PreTrainedMode
         f"; not used: {', '.join(sorted(unused))}" if unused else "",
     )  # fmt: skip
     return model
+
+
+def random_init_copy(encoder: str | Path, target: Path, seed: int = 0) -> Path:
+    """An encoder of `encoder`'s config and tokenizer with random weights drawn with `seed` (no pooler), saved to
+    `target` once: the reference a distilled or copied student must beat."""
+    from transformers import AutoTokenizer
+
+    if not (target / "config.json").exists():
+        torch.manual_seed(seed)
+        AutoModel.from_config(AutoConfig.from_pretrained(encoder), add_pooling_layer=False).save_pretrained(target)
+        AutoTokenizer.from_pretrained(encoder).save_pretrained(target)
+    return target

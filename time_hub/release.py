@@ -24,6 +24,7 @@ from pathlib import Path
 
 from time_hub.arguments import build, load_recipe, parse_command
 from time_hub.atomic import write_json
+from time_hub.encoder import random_init_copy
 from time_hub.leaderboard import MODEL_FILE, write_leaderboard
 from time_hub.pipeline import Pipeline, RunArguments, from_recipe, run, task_data
 from time_hub.run_dir import RunDir
@@ -100,19 +101,6 @@ def fine_tune_reference(run_args: RunArguments, model: str, out: Path) -> list[P
         pipeline.stage(f"finetune-{task}", inputs, [task_dir / "results.json"], stage)
         results.append(task_dir / "results.json")
     return results
-
-
-def random_init_copy(encoder: Path, target: Path, seed: int = 0) -> Path:
-    """An encoder of the same config and tokenizer as `encoder`, with random weights drawn with `seed`."""
-    import torch
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    if not (target / "config.json").exists():
-        torch.manual_seed(seed)
-        config = AutoConfig.from_pretrained(encoder)
-        AutoModel.from_config(config, add_pooling_layer=False).save_pretrained(target)
-        AutoTokenizer.from_pretrained(encoder).save_pretrained(target)
-    return target
 
 
 def copy_results(results: list[Path], target: Path) -> None:
