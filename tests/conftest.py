@@ -1,6 +1,8 @@
 """Shared fixtures. Tests never touch the network: real data comes from ../shared, tiny models from configs."""
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def log_handlers_outlive_capsys():
+    """A CLI call in a test binds log handlers (root's, transformers') to that test's captured stderr, which pytest
+    closes afterwards; a later test's log line would then print a 'Logging error' traceback into its own stderr.
+    Before each test, handlers left on a closed stream are pointed back at the live one."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
+                handler.stream = sys.stderr
+                vars(handler).pop("flush", None)  # transformers pins the old stream's flush on its handler
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
 """benchmarks/gpu_check.sh, the script a GPU session runs, passes its CPU dry run (tiny sizes), all files written."""
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_gpu_check_dry_run(tmp_path):
     out = tmp_path / "gpu"
+    # The script calls `python` and `time-hub`: those of the environment running the tests (CI's venv is not on PATH).
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh", "--dry_run", str(out)],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,
