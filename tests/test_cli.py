@@ -40,6 +40,7 @@ def bad_inputs(tmp_path, tiny_bert_dir) -> dict[str, tuple[list[str], str]]:
             "--layers every-0",
         ),  # fmt: skip
         "export": ([str(missing), "--output_dir", out], "missing"),
+        "annotate": ([f"{missing}.txt", "--model", tiny_bert_dir, "--output", out], "missing.txt: no such file"),
     }
 
 

@@ -32,6 +32,7 @@ COMMANDS = {
     "trim-vocab": ("time_hub.compress.vocab", "main", "trim a model's vocabulary to what a language's corpus uses"),
     "prune": ("time_hub.compress.prune", "main", "cut layers, heads, FFN, hidden dims by importance (student init)"),
     "export": ("time_hub.bench.export", "main", "export to ONNX (optionally int8), checked against PyTorch"),
+    "annotate": ("time_hub.annotate.command", "main", "raw text -> CoNLL-U / JSONL (sentences, tags, trees, NER)"),
 }
 # Libraries whose INFO lines are noise at this level (one per ONNX node, per HTTP request, per emissions tick).
 QUIET_LOGGERS = ("onnx_ir", "onnxruntime", "onnxscript", "httpx", "httpx2", "urllib3", "filelock")

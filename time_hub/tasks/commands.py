@@ -47,6 +47,11 @@ class FinetuneArguments:
     doc_stride: int | None = field(default=None, metadata={"help": "qa: overlap of context windows, in subwords"})
     max_answer_length: int | None = field(default=None, metadata={"help": "qa: longest answer span, in subwords"})
     n_best: int | None = field(default=None, metadata={"help": "qa: start/end candidates per window"})
+    segmenter_steps: int | None = field(
+        default=None,
+        metadata={"help": "ud: also train the raw-text segmenter (tokens, sentences, multiword tokens) for N steps "
+                  "into <output_dir>/segmenter, what `time-hub annotate` needs (0: none, the default)"},
+    )  # fmt: skip
     committee: int | None = field(
         default=None,
         metadata={

@@ -50,6 +50,7 @@ TASKS: dict[str, TaskSpec] = {
                 "UD tagging, lemmas and parsing",
                 ("UPOS", "UFeats", "Lemmas", "UAS", "LAS"),
             ),
+            options=("segmenter_steps",),
             short_name="UD",
         ),
         TaskSpec(

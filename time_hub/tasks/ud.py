@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from time_hub.encoder import load_encoder
-from time_hub.tasks import committee
+from time_hub.tasks import committee, segment
 from time_hub.tasks.committee import UDCommittee
 from time_hub.tasks.conllu import Sentence, read_conllu, resolve_conllu, write_conllu
 from time_hub.tasks.results import TaskResults
@@ -73,6 +73,7 @@ def finetune(
     *,
     early_stopping_patience: int | None = None,
     head_learning_rate: float | None = 2e-3,
+    segmenter_steps: int = 0,
 ) -> TaskResults:
     """Fine-tune on train_file, select on dev_file, save the best model to output_dir (loadable by evaluate),
     evaluate it on dev_file and return + save output_dir/results.json (TaskResults, split='dev').
@@ -83,6 +84,8 @@ def finetune(
     `training_args.learning_rate`); None trains everything at `training_args.learning_rate`. Random heads need far
     more than an encoder's fine-tuning rate; 2e-3 is Dozat & Manning's rate (me5-small, 451 Danish sentences, encoder
     1e-4, batch 8: LAS 39.7 / 56.2 / 66.8 after 1 / 2 / 5 epochs).
+    `segmenter_steps`: also train the raw-text segmenter (`time_hub.tasks.segment`) from the same encoder into
+    `output_dir/segmenter`, selected on the dev boundaries; its summary goes into results.json.
     """
     set_seed(training_args.seed)  # before the heads are initialised
     train = read_conllu(resolve_conllu(train_file, "train"))
@@ -108,6 +111,10 @@ def finetune(
     )
     summary = train_and_save(trainer, output_dir, early_stopping_patience)
 
+    if segmenter_steps:
+        segmenter = segment.finetune(
+            model_name_or_path, train, dev, Path(output_dir) / segment.FOLDER, training_args, segmenter_steps
+        )
     results = evaluate(output_dir, dev_file or train_file, split="dev" if dev_file else "train")
     results.extra["training"] = {
         "train_file": str(train_file),
@@ -117,6 +124,8 @@ def finetune(
         "dev_las": [entry["eval_LAS"] for entry in trainer.state.log_history if "eval_LAS" in entry],
         "labels": {name: len(values) for name, values in dataclasses.asdict(labels).items()},
     }
+    if segmenter_steps:
+        results.extra["segmenter"] = segmenter
     results.save(Path(output_dir) / "results.json")
     return results
 
