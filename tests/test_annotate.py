@@ -4,6 +4,7 @@ resume after a kill, bad input refused)."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -137,6 +138,25 @@ def test_pipeline_keeps_every_character_and_writes_trees(ud_model, raw_text):
         again = parse_conllu("".join(s.to_text() for s in sentences))  # every sentence a single-root tree
         forms = "".join(w.form for s in again for w in s.words)  # Danish-DDT has no multiword tokens
         assert forms == "".join(text.split())
+
+
+def test_onnx_encoders_give_the_pytorch_annotation(ud_model, raw_text, tmp_path):
+    """`time-hub export` of the UD model (its layer mix) and of its segmenter, then the pipeline on onnxruntime."""
+    from time_hub.bench.export import ExportArguments, export
+
+    texts = raw_text.read_text(encoding="utf-8").splitlines()[:10]
+    copy = tmp_path / "ud"
+    shutil.copytree(ud_model, copy)
+    for folder in (copy, copy / segment.FOLDER):
+        report = export(ExportArguments(model=str(folder), output_dir=str(folder / "onnx"), quantize=True,
+                                        sentences_file=str(raw_text), check_sentences=8))  # fmt: skip
+        assert report["variants"]["fp32"]["max_abs_diff_vs_pytorch"] < 1e-4
+    reference = [[s.to_text() for s in doc] for doc in Pipeline.from_pretrained(copy)(texts)]
+    assert [[s.to_text() for s in doc] for doc in Pipeline.from_pretrained(copy, onnx="fp32")(texts)] == reference
+    for doc in Pipeline.from_pretrained(copy, onnx="int8")(texts):
+        parse_conllu("".join(s.to_text() for s in doc))  # valid trees (the int8 labels may differ)
+    with pytest.raises(FileNotFoundError, match="time-hub export"):
+        Pipeline.from_pretrained(ud_model, onnx="int8")
 
 
 def run_annotate(*argv: str) -> tuple[int, str]:

@@ -182,9 +182,3 @@ def test_export_real_teacher_encoder(teacher_dir, shared, tmp_path):
     result = export(args)
     assert result["outputs"] == ["last_hidden_state"]
     assert result["variants"]["fp32"]["max_abs_diff_vs_pytorch"] < 1e-4
-
-
-def test_export_refuses_ud_models(tmp_path):
-    (tmp_path / "ud_heads.safetensors").write_bytes(b"")
-    with pytest.raises(ValueError, match="UD models are not exported"):
-        export(ExportArguments(model=str(tmp_path), output_dir=str(tmp_path / "out")))

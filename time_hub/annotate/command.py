@@ -53,6 +53,9 @@ class AnnotateArguments:
     chunk_chars: int = field(default=20_000, metadata={"help": "text handed to a worker at a time"})
     threads: int | None = field(default=None, metadata={"help": "torch threads per worker (default cores // workers)"})
     device: str = "cpu"
+    onnx: Literal["fp32", "int8"] | None = field(
+        default=None, metadata={"help": "run the encoders with onnxruntime (`time-hub export` each model first)"}
+    )
 
 
 def check_input(path: str) -> None:
@@ -149,7 +152,7 @@ def _load(args: dict) -> None:
     from time_hub.annotate.pipeline import Pipeline
 
     torch.set_num_threads(args["threads"])
-    _PIPELINE = Pipeline.from_pretrained(args["model"], args["ner"], args["device"], args["batch_size"])
+    _PIPELINE = Pipeline.from_pretrained(args["model"], args["ner"], args["device"], args["batch_size"], args["onnx"])
 
 
 def _annotate(chunk: list[tuple[str, str]], fmt: str) -> tuple[str, int, int]:
@@ -173,7 +176,9 @@ def annotate(args: AnnotateArguments) -> dict:
 
     model = str(Pipeline.ud_folder(args.model))  # resolved once here: workers neither fail alone nor each download
     ner = str(local_folder(args.ner)) if args.ner else None
-    settings = {k: v for k, v in asdict(args).items() if k not in ("workers", "threads", "device", "batch_size")}
+    settings = {
+        k: v for k, v in asdict(args).items() if k not in ("workers", "threads", "device", "batch_size", "onnx")
+    }
     progress_file = Path(args.output + PROGRESS_SUFFIX) if args.output else None
     done = {"documents": 0, "sentences": 0, "bytes": 0}
     if progress_file and progress_file.is_file():
@@ -183,7 +188,7 @@ def annotate(args: AnnotateArguments) -> dict:
             logger.info("resuming %s after %d documents", args.output, done["documents"])
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     load_args = {"model": model, "ner": ner, "device": args.device, "batch_size": args.batch_size,
-                 "threads": threads}  # fmt: skip
+                 "threads": threads, "onnx": args.onnx}  # fmt: skip
     documents = read_documents(args.inputs, args.documents)
     for _ in range(done["documents"]):
         next(documents, None)

@@ -9,6 +9,10 @@
 Models load from folders or Hub ids. The UD model must carry its segmenter (`segmenter/`, trained by
 `time-hub finetune --task ud --segmenter_steps N`); a NER tagger (any token-classification folder) is optional and
 adds `NER=B-PER`-style tags to each word's MISC. Sentences are batched by length across all the texts of a call.
+
+`onnx="int8"` (or `"fp32"`) runs every encoder with onnxruntime from the `onnx/` folder `time-hub export` writes
+beside each model (`time-hub export M --output_dir M/onnx --quantize true` for M = the UD model, its segmenter and
+the NER tagger); the UD heads and tree decoding stay in PyTorch.
 """
 
 from __future__ import annotations
@@ -38,6 +42,23 @@ def local_folder(name_or_path: str | Path) -> Path:
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(str(name_or_path)))
+
+
+ONNX_FILES = {"fp32": "model.onnx", "int8": "model-int8.onnx"}
+
+
+def onnx_session(model_dir: Path, variant: str, threads: int | None = None):
+    """The `time-hub export` ONNX session of `model_dir` (`onnx/` inside it), or one error saying how to make it."""
+    from time_hub.bench.models import OnnxEncoder
+
+    if variant not in ONNX_FILES:
+        raise ValueError(f"onnx must be one of {list(ONNX_FILES)}, got {variant!r}")
+    path = model_dir / "onnx" / ONNX_FILES[variant]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: run `time-hub export {model_dir} --output_dir {model_dir / 'onnx'} --quantize true`"
+        )
+    return OnnxEncoder(path, threads)
 
 
 def sentence_from_tokens(text: str, tokens: list[segment.Token], sent_id: str, newdoc: str | None) -> Sentence:
@@ -93,16 +114,26 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(
-        cls, ud: str | Path, ner: str | Path | None = None, device: str = "cpu", batch_size: int = 32
+        cls,
+        ud: str | Path,
+        ner: str | Path | None = None,
+        device: str = "cpu",
+        batch_size: int = 32,
+        onnx: str | None = None,
     ) -> Pipeline:
         folder = cls.ud_folder(ud)
+        threads = torch.get_num_threads()
         segmenter = segment.Segmenter.from_pretrained(folder / segment.FOLDER, device)
         ud_model = UDModel.from_pretrained(folder).to(device).eval()
+        if onnx:
+            segmenter.logits_fn = onnx_session(folder / segment.FOLDER, onnx, threads)
+            ud_model.mixed_states_fn = onnx_session(folder, onnx, threads)
         tagger = None
         if ner is not None:
             ner_folder = local_folder(ner)
             model = AutoModelForTokenClassification.from_pretrained(ner_folder, dtype=torch.float32).to(device).eval()
-            tagger = (torch_logits(model), AutoTokenizer.from_pretrained(ner_folder), model.config)
+            logits = onnx_session(ner_folder, onnx, threads) if onnx else torch_logits(model)
+            tagger = (logits, AutoTokenizer.from_pretrained(ner_folder), model.config)
         return cls(segmenter, ud_model, AutoTokenizer.from_pretrained(folder), tagger, batch_size)
 
     def __call__(self, texts: Sequence[str], doc_ids: Sequence[str] | None = None) -> list[list[Sentence]]:

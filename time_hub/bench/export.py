@@ -4,10 +4,11 @@
     time-hub export runs/ner --output_dir runs/ner/onnx --quantize true --eval_file ../shared/data/ner/da/dev.iob2
 
 Encoders export their last hidden state, token-classification models their logits, QA models start and end logits
-(`architectures` in config.json decides). The output folder holds `model.onnx` (and `model-int8.onnx`: dynamic int8
-quantization of the weights with onnxruntime), the config and tokenizer, and `export.json` with the largest absolute
+(`architectures` in config.json decides), UD models (`ud_heads.safetensors`) the layer mix their heads read
+(`mixed_states`: the encoder is the cost; the heads and the tree decoding stay in PyTorch, `time-hub annotate
+--onnx`). The output folder holds `model.onnx` (and `model-int8.onnx`: dynamic int8 quantization of the weights with
+onnxruntime), the config and tokenizer, and `export.json` with the largest absolute
 difference to PyTorch on real sentences (real tokens only) and, with `--eval_file`, NER dev scores of each variant.
-The multi-task UD model (`ud_heads.safetensors`) is not exported: its tree decoding is not a tensor graph.
 """
 
 from __future__ import annotations
@@ -66,9 +67,20 @@ class _Outputs(torch.nn.Module):
         return tuple(out[name] for name in self.names)
 
 
+class _UDMix(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.config = model, model.encoder.config
+
+    def forward(self, input_ids, attention_mask):
+        return {"mixed_states": self.model.mixed_states(input_ids, attention_mask)}
+
+
 def load_for_export(path: str) -> tuple[torch.nn.Module, list[str]]:
     if (Path(path) / "ud_heads.safetensors").exists():
-        raise ValueError(f"{path}: UD models are not exported (tree decoding is not a graph); export its encoder")
+        from time_hub.tasks.ud_model import UDModel
+
+        return _UDMix(UDModel.from_pretrained(path)).eval(), ["mixed_states"]
     architectures = AutoConfig.from_pretrained(path).architectures or []
     auto, names = next((HEADS[s] for a in architectures for s in HEADS if a.endswith(s)), ENCODER)
     return auto.from_pretrained(path, dtype=torch.float32).eval(), names

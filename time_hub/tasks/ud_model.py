@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -126,6 +126,8 @@ class UDModel(nn.Module):
         self.rel_dep, self.rel_head = _mlp(hidden, s.deprel_dim, s.dropout), _mlp(hidden, s.deprel_dim, s.dropout)
         self.rel_weight = nn.Parameter(torch.zeros(s.deprel_dim, len(labels.deprel), s.deprel_dim))
         self.rel_linear = nn.Linear(2 * s.deprel_dim, len(labels.deprel))
+        # `(input_ids, attention_mask) -> layer mix` from elsewhere (an ONNX session of `mixed_states`) in prediction
+        self.mixed_states_fn: Callable | None = None
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         """Encoder + heads; the signature matches `PreTrainedModel.num_parameters`, which `Trainer` calls for FLOPs."""
@@ -134,11 +136,18 @@ class UDModel(nn.Module):
             total -= sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Embedding))
         return total
 
-    def word_vectors(self, input_ids, attention_mask, word_starts) -> torch.Tensor:
-        """(batch, 1 + words, hidden): the root (first token) then each word's first subword, from the layer mix."""
+    def mixed_states(self, input_ids, attention_mask) -> torch.Tensor:
+        """(batch, tokens, hidden): the learned layer mix the heads read (what `time-hub export` writes as ONNX)."""
         layers = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         weights = torch.softmax(self.layer_weights, dim=0)
-        hidden = self.layer_scale * sum(w * h for w, h in zip(weights, layers.hidden_states))
+        return self.layer_scale * sum(w * h for w, h in zip(weights, layers.hidden_states))
+
+    def word_vectors(self, input_ids, attention_mask, word_starts) -> torch.Tensor:
+        """(batch, 1 + words, hidden): the root (first token) then each word's first subword, from the layer mix."""
+        if self.mixed_states_fn is not None:
+            hidden = torch.as_tensor(self.mixed_states_fn(input_ids.cpu(), attention_mask.cpu())).to(input_ids.device)
+        else:
+            hidden = self.mixed_states(input_ids, attention_mask)
         index = word_starts.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         return self.dropout(torch.gather(hidden, 1, index))
 
