@@ -38,7 +38,9 @@ MODEL_FILES = (
     "sentencepiece.bpe.model",
     DistillationSettings.FILE,
     "ud_config.json",  # UD models: label vocabularies and settings beside ud_heads.safetensors
+    "mwt.json",  # a UD model's segmenter (in its segmenter/ folder): the multiword-token lexicon
 )
+SUBMODELS = ("segmenter",)  # folders of a model folder that are models of their own (`time-hub annotate` reads it)
 
 
 class PublishError(InputError):
@@ -133,9 +135,11 @@ def stage(args: PublishArguments) -> tuple[Path, str]:
         raise PublishError(f"{model_dir}/config.json has auto_map: students must load without trust_remote_code")
     target = RunDir(args.run_dir).publish(inputs.repo_id.split("/")[1])
     with staged_folder(target) as tmp:
-        for pattern in MODEL_FILES:
-            for path in model_dir.glob(pattern):
-                shutil.copyfile(path, tmp / path.name)
+        for source, target_dir in [(model_dir, tmp)] + [(model_dir / sub, tmp / sub) for sub in SUBMODELS]:
+            for pattern in MODEL_FILES if source.is_dir() else ():
+                for path in source.glob(pattern):
+                    target_dir.mkdir(exist_ok=True)
+                    shutil.copyfile(path, target_dir / path.name)
         write_card(inputs, tmp)
     return target, inputs.repo_id
 
