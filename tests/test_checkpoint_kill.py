@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from time_hub.run_dir import RunDir
 
 # Seconds after checkpoint-4/ appears: the early ones land inside the write, the late ones after it.
-KILL_DELAYS = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.3)
+KILL_DELAYS = (0.0, 0.005, 0.02, 0.3)
 
 
 def _argv(teacher, corpus, out, *extra):

@@ -28,5 +28,5 @@ def test_gpu_check_dry_run(tmp_path):
     step = json.loads((out / "distill_step.json").read_text())
     assert step["ours"]["loss"] == pytest.approx(step["naive"]["loss"], rel=1e-4)
     bench = json.loads((out / "bench" / "bench.json").read_text())
-    assert [m["name"] for m in bench["models"]] == ["xs", "L2-H64-A2"]
+    assert [m["name"] for m in bench["models"]] == ["L2-H64-A2", "L1-H64-A2"]
     assert (out / "versions.json").is_file() and "gpu_check:" in (out / "wall_time.txt").read_text()

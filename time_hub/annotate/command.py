@@ -151,7 +151,8 @@ def _load(args: dict) -> None:
 
     from time_hub.annotate.pipeline import Pipeline
 
-    torch.set_num_threads(args["threads"])
+    if args["threads"]:
+        torch.set_num_threads(args["threads"])
     _PIPELINE = Pipeline.from_pretrained(args["model"], args["ner"], args["device"], args["batch_size"], args["onnx"])
 
 
@@ -186,7 +187,8 @@ def annotate(args: AnnotateArguments) -> dict:
         if recorded.get("settings") == settings and Path(args.output).is_file():
             done = recorded["done"]
             logger.info("resuming %s after %d documents", args.output, done["documents"])
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    # workers share the cores; one process keeps the caller's torch threads unless told
+    threads = args.threads or (max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else None)
     load_args = {"model": model, "ner": ner, "device": args.device, "batch_size": args.batch_size,
                  "threads": threads, "onnx": args.onnx}  # fmt: skip
     documents = read_documents(args.inputs, args.documents)
