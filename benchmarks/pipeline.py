@@ -3,7 +3,8 @@
 Systems (all trained on the train part of the protocol's UD split, selected on its held-out part, which is also the
 one scored, as for every dev number in this project; `benchmarks/protocol.py` makes the split):
 - time-hub: the teacher and the CPU operating points, each fine-tuned with the protocol's UD recipe (seed 42) plus
-  the learned segmenter (`--segmenter_steps`), run through `time_hub.annotate.pipeline.Pipeline`;
+  the learned segmenter (`--segmenter_steps`), run through `time_hub.annotate.pipeline.Pipeline`; `NAME+int8` is the
+  same pipeline with its encoders exported to ONNX and run with int8 weights on onnxruntime;
 - spaCy (`tok2vec, tagger, morphologizer, trainable_lemmatizer, parser`, `spacy init config --optimize efficiency`,
   CPU, no pretrained vectors), trained with `spacy train`'s defaults and `--max_steps`;
 - UDPipe 1 (`ufal.udpipe`, method morphodita_parsito, default options: tokenizer, tagger, lemmatizer, parser).
@@ -57,8 +58,13 @@ def timed(annotate, texts: list[str]) -> tuple[float, int]:
 # --- time-hub ---------------------------------------------------------------------------------------------------
 
 
-def time_hub_system(name: str, encoder: Path, files: tuple[Path, Path], work: Path, segmenter_steps: int):
-    from time_hub.annotate.pipeline import Pipeline
+def time_hub_system(
+    name: str, encoder: Path, files: tuple[Path, Path], work: Path, segmenter_steps: int, onnx: str | None = None
+):
+    """A fine-tuned (once) UD model + segmenter as a pipeline; with `onnx`, its encoders exported (once) and run on
+    onnxruntime."""
+    from time_hub.annotate.pipeline import ONNX_FILES, Pipeline
+    from time_hub.bench.export import ExportArguments, export
 
     model_dir = work / name / "ud"
     if not (model_dir / "results.json").exists():
@@ -66,9 +72,12 @@ def time_hub_system(name: str, encoder: Path, files: tuple[Path, Path], work: Pa
         args = training_args(run_dir, PROTOCOL["ud"], "LAS", 42)
         ud.finetune(str(encoder), str(files[0]), str(files[1]), str(model_dir), args, PROTOCOL["ud"].max_length,
                     early_stopping_patience=PROTOCOL["ud"].patience, segmenter_steps=segmenter_steps)  # fmt: skip
-    pipeline = Pipeline.from_pretrained(model_dir)
+    for folder in (model_dir, model_dir / segment.FOLDER) if onnx else ():
+        if not (folder / "onnx" / ONNX_FILES[onnx]).exists():
+            export(ExportArguments(model=str(folder), output_dir=str(folder / "onnx"), quantize=True))
+    pipeline = Pipeline.from_pretrained(model_dir, onnx=onnx)
     gold_tok = json.loads((model_dir / "results.json").read_text())["metrics"]
-    return (lambda texts: pipeline(texts)), {"gold_tokenization": gold_tok, "model": str(model_dir)}
+    return (lambda texts: pipeline(texts)), {"gold_tokenization": gold_tok, "model": str(model_dir), "onnx": onnx}
 
 
 # --- spaCy ------------------------------------------------------------------------------------------------------
@@ -188,14 +197,15 @@ def main() -> None:
         if saved.exists():
             continue
         start = time.perf_counter()
-        if name in ENCODERS:
-            annotate, info = time_hub_system(name, ENCODERS[name], files, work, opts.segmenter_steps)
+        base, _, variant = name.partition("+")  # e.g. cpu-s+int8: the cpu-s pipeline on onnxruntime, int8 weights
+        if base in ENCODERS:
+            annotate, info = time_hub_system(base, ENCODERS[base], files, work, opts.segmenter_steps, variant or None)
         elif name == "spacy":
             annotate, info = spacy_system(opts.lang, files, work, opts.spacy_max_steps)
         elif name == "udpipe":
             annotate, info = udpipe_system(files, work)
         else:
-            raise SystemExit(f"unknown system {name!r}: choose from {[*ENCODERS, 'spacy', 'udpipe']}")
+            raise SystemExit(f"unknown system {name!r}: choose from {[*ENCODERS, 'spacy', 'udpipe']} (+int8)")
         train_seconds = time.perf_counter() - start
         system = [s for doc in annotate([raw]) for s in doc]
         scores = raw_text_scores(gold, system)
