@@ -127,7 +127,7 @@ def test_offline_branch_of_adding_a_language(tmp_path, shared, monkeypatch, caps
     assert cli_main(argv) == 0
     assert cli_main(["recipes", "validate", "recipes/run/cpu/mt.yaml"]) == 0
     tiny = ["--finetune.max_steps", "2", "--finetune.eval_steps", "1", "--finetune.save_steps", "1",
-            "--bench_repeats", "1", "--bench_batch_sizes", "[1]"]  # fmt: skip
+            "--finetune.segmenter_steps", "2", "--bench_repeats", "1", "--bench_batch_sizes", "[1]"]  # fmt: skip
     capsys.readouterr()
     assert cli_main(["run", "recipes/run/cpu/mt.yaml", "--size", "xs", *tiny]) == 0
     out = capsys.readouterr().out

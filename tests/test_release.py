@@ -12,7 +12,7 @@ from hub_server import WRITE_TOKEN, HubServer, hub_env, run_client
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--finetune.max_steps", "2", "--finetune.eval_steps", "1", "--finetune.save_steps", "1",
-        "--run.bench_repeats", "1", "--run.bench_batch_sizes", "[1]"]  # fmt: skip
+        "--finetune.segmenter_steps", "2", "--run.bench_repeats", "1", "--run.bench_batch_sizes", "[1]"]  # fmt: skip
 
 
 def recipes(tmp_path: Path, shared: Path) -> Path:
@@ -76,8 +76,11 @@ def test_a_two_language_hub_is_built_published_and_loads(tmp_path, shared):
         run_client(
             f"""
             from transformers import AutoModel
+            from time_hub.annotate.pipeline import Pipeline
             for repo_id in {published!r}:
                 AutoModel.from_pretrained(repo_id)
+            sentences = Pipeline.from_pretrained("time/time-ga-xs-ud")(["Tá sé fuar inniu. Cá bhfuil tú?"])[0]
+            assert "".join(w.form for s in sentences for w in s.words) == "Táséfuarinniu.Cábhfuiltú?"
             """,
             hub_env(hub),
         )

@@ -21,7 +21,7 @@ DISTILL = {
 }  # fmt: skip
 FINETUNE = {
     "max_steps": 2, "eval_strategy": "steps", "eval_steps": 1, "save_strategy": "steps", "save_steps": 1,
-    "per_device_train_batch_size": 4, "use_cpu": "true", "max_length": 64,
+    "per_device_train_batch_size": 4, "use_cpu": "true", "max_length": 64, "segmenter_steps": 2,
 }  # fmt: skip
 
 

@@ -69,7 +69,11 @@ class RunArguments:
         default_factory=dict, metadata={"help": "keys overriding the distillation recipe's (--distill.KEY VALUE)"}
     )
     finetune: dict = field(
-        default_factory=dict, metadata={"help": "keys overriding every fine-tuning recipe's (--finetune.KEY VALUE)"}
+        default_factory=dict,
+        metadata={
+            "help": "keys overriding every fine-tuning recipe's (--finetune.KEY VALUE); a key only some tasks "
+            "take (segmenter_steps, doc_stride, ...) goes to those"
+        },
     )
     license: str = field(default="apache-2.0", metadata={"help": "license of the weights (the teacher's terms apply)"})
     organization: str = field(default="time", metadata={"help": "Hub namespace of the card's repo id"})
@@ -225,7 +229,12 @@ def run(args: RunArguments) -> dict:
 
     from time_hub.distill.command import DATACLASSES, distill
     from time_hub.distill.select import SelectArguments, select
-    from time_hub.tasks.commands import EvaluateArguments, FinetuneArguments, evaluate, finetune
+    from time_hub.tasks.commands import TASK_OPTIONS, EvaluateArguments, FinetuneArguments, evaluate, finetune
+    from time_hub.tasks.registry import task_spec
+
+    def task_overrides(task: str) -> dict:
+        """`--finetune.KEY` values for one task's recipe: a key only some tasks take goes to those tasks only."""
+        return {k: v for k, v in args.finetune.items() if k not in TASK_OPTIONS or k in task_spec(task).options}
 
     out, run = Path(args.output_dir), RunDir(args.output_dir)
     # Every stage's recipe, with this run's overrides, must parse before anything is written (keys, types, ranges,
@@ -234,7 +243,7 @@ def run(args: RunArguments) -> dict:
     for task in args.tasks:
         stage_values = {"task": task, "model": str(run.best), "train": "-", "output_dir": str(run.task(task))}
         from_recipe((FinetuneArguments, TrainingArguments), args.finetune_recipe.format(task=task), check_models=False,
-                    **(args.finetune | stage_values))  # fmt: skip
+                    **(task_overrides(task) | stage_values))  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(out)
     distill_values = load_recipe(args.distill_recipe)[0] | args.distill
@@ -257,7 +266,13 @@ def run(args: RunArguments) -> dict:
     for task in args.tasks:
         recipe = args.finetune_recipe.format(task=task)
         task_dir = run.task(task)
-        inputs = [selected, recipe, args.finetune, asdict(args)[f"{task}_train"], asdict(args).get(f"{task}_dev")]
+        inputs = [
+            selected,
+            recipe,
+            task_overrides(task),
+            asdict(args)[f"{task}_train"],
+            asdict(args).get(f"{task}_dev"),
+        ]
         inputs += [
             args.ud_eval_fraction if task == "ud" else None,
             args.ner_train_sentences if task == "ner" else None,
@@ -268,7 +283,7 @@ def run(args: RunArguments) -> dict:
             train, dev = task_data(args, out, task)
             values = {"task": task, "model": str(run.best), "train": train, "dev": dev or train,
                       "output_dir": str(task_dir)}  # fmt: skip
-            finetune(*from_recipe((FinetuneArguments, TrainingArguments), recipe, **(args.finetune | values)))
+            finetune(*from_recipe((FinetuneArguments, TrainingArguments), recipe, **(task_overrides(task) | values)))
 
         task_keys[task] = pipeline.stage(f"finetune-{task}", inputs, [task_dir / "results.json"], finetune_stage)
         results.append(task_dir / "results.json")
