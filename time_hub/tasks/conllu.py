@@ -276,6 +276,23 @@ def write_conllu(path: str | Path, sentences: Iterable[Sentence]) -> Path:
     return path
 
 
+def sentence_tokens(sentence: Sentence) -> list[tuple[str, str, list[Word]]]:
+    """(form, MISC, syntactic words) per token of the text: a multiword token's range line, else each word alone."""
+    ranges = {}
+    for line in sentence.lines:
+        if line is not None and _RANGE_ID.fullmatch(line.split("\t", 1)[0]):
+            fields = line.split("\t")
+            first, last = map(int, fields[0].split("-"))
+            ranges[first] = (last, fields[1], fields[9] if len(fields) > 9 else "_")
+    tokens, inside = [], 0
+    for word in sentence.words:
+        if word.id <= inside:
+            continue
+        inside, form, misc = ranges.get(word.id, (word.id, word.form, word.misc))
+        tokens.append((form, misc, [w for w in sentence.words if word.id <= w.id <= inside]))
+    return tokens
+
+
 def replace_columns(sentence: Sentence, **columns: Sequence) -> Sentence:
     """A copy of `sentence` whose syntactic words take the given predicted columns (one value per word).
 

@@ -42,7 +42,7 @@ from transformers import (
 )
 
 from time_hub.encoder import load_with_new_head
-from time_hub.tasks.conllu import Sentence
+from time_hub.tasks.conllu import Sentence, sentence_tokens
 from time_hub.tasks.ner import default_max_length, torch_logits
 from time_hub.tasks.training import TaskTrainer, dev_selection_args, train_and_save
 
@@ -72,27 +72,17 @@ def atoms(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in ATOM.finditer(text)]
 
 
-def sentence_tokens(sentence: Sentence) -> list[tuple[str, bool, list[str]]]:
-    """(form, SpaceAfter, word forms) per token of a CoNLL-U sentence (a multiword token's range line is the token)."""
-    tokens, words, inside = [], iter(sentence.words), 0
-    for line in sentence.lines:
-        if line is None:
-            word = next(words)
-            if word.id > inside:
-                tokens.append((word.form, "SpaceAfter=No" not in word.misc.split("|"), [word.form]))
-        elif line[:1].isdigit() and "-" in line.split("\t", 1)[0]:
-            fields = line.split("\t")
-            first, inside = map(int, fields[0].split("-"))
-            forms = [w.form for w in sentence.words if first <= w.id <= inside]
-            tokens.append((fields[1], "SpaceAfter=No" not in fields[9].split("|"), forms))
-    return tokens
+def token_layout(sentence: Sentence) -> list[tuple[str, bool, list[str]]]:
+    """(form, space after, word forms) per token of a CoNLL-U sentence."""
+    return [(form, "SpaceAfter=No" not in misc.split("|"), [w.form for w in words])
+            for form, misc, words in sentence_tokens(sentence)]  # fmt: skip
 
 
 def sentence_text(sentence: Sentence) -> str:
     """`# text`, or the tokens joined as their SpaceAfter says."""
     if sentence.text is not None:
         return sentence.text
-    return "".join(form + (" " if space else "") for form, space, _ in sentence_tokens(sentence)).rstrip()
+    return "".join(form + (" " if space else "") for form, space, _ in token_layout(sentence)).rstrip()
 
 
 def treebank_text(sentences: Sequence[Sentence]) -> tuple[str, dict[int, str], dict[str, Counter], int]:
@@ -100,7 +90,7 @@ def treebank_text(sentences: Sequence[Sentence]) -> tuple[str, dict[int, str], d
     counts, and how many sentences were left out because their forms do not spell their `# text`."""
     parts, ends, lexicon, misplaced, offset = [], {}, defaultdict(Counter), 0, 0
     for sentence in sentences:
-        text, tokens = sentence_text(sentence), sentence_tokens(sentence)
+        text, tokens = sentence_text(sentence), token_layout(sentence)
         position, placed = 0, []
         for form, _, words in tokens:
             while position < len(text) and text[position].isspace():

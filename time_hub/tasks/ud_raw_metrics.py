@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from time_hub.tasks.conllu import Sentence, check_tree
+from time_hub.tasks.conllu import Sentence, check_tree, sentence_tokens
 from time_hub.tasks.ud_metrics import universal_deprel, universal_feats
 
 METRICS = ("Tokens", "Sentences", "Words", "UPOS", "XPOS", "UFeats", "AllTags", "Lemmas", "UAS", "LAS")
@@ -44,26 +44,13 @@ def _read(
     for sentence in sentences:
         check_tree(sentence.words, f"{side} {sentence.source}")
         base, first_char = len(words), position
-        by_id = {w.id: w for w in sentence.words}
-        inside = 0
-        ranges = {}
-        for line in sentence.lines:
-            if line is not None and line[:1].isdigit() and "-" in line.split("\t", 1)[0]:
-                fields = line.split("\t")
-                first, last = map(int, fields[0].split("-"))
-                ranges[first] = (last, fields[1])
-        for word in sentence.words:
-            if word.id <= inside:
-                continue
-            last, form = ranges.get(word.id, (word.id, word.form))
-            inside = last
+        for form, _, token_words in sentence_tokens(sentence):
             form = "".join(form.split())
             start, position = position, position + len(form)
             chars.append(form)
-            tokens.append((start, start + len(form)))
-            for i in range(word.id, last + 1):
-                w = by_id[i]
-                words.append(_Word(start, start + len(form), last > word.id, w.form, w.upos, w.xpos,
+            tokens.append((start, position))
+            for w in token_words:
+                words.append(_Word(start, position, len(token_words) > 1, w.form, w.upos, w.xpos,
                                    universal_feats(w.feats), w.lemma, universal_deprel(w.deprel),
                                    base + w.head - 1 if w.head else -1))  # fmt: skip
         spans.append((first_char, position))
