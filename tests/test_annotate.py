@@ -201,6 +201,20 @@ def test_annotate_workers_keep_order_and_resume_after_a_kill(ud_model, raw_text,
     assert not progress.exists()
 
 
+def test_jsonl_has_one_line_per_document(ud_model, raw_text, tmp_path):
+    output = tmp_path / "out.jsonl"
+    assert (
+        main(["annotate", str(raw_text), "--model", str(ud_model), "--output", str(output), "--format", "jsonl"]) == 0
+    )
+    rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    texts = raw_text.read_text(encoding="utf-8").splitlines()
+    assert [row["id"] for row in rows] == [f"{raw_text.name}:{i}" for i in range(1, len(texts) + 1)]
+    for row, text in zip(rows, texts):
+        words = [w for sentence in row["sentences"] for w in sentence["words"]]
+        assert "".join(w["form"] for w in words) == "".join(text.split())
+        assert {"lemma", "upos", "feats", "head", "deprel", "ner"} <= set(words[0])
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
