@@ -379,6 +379,13 @@ def _finetuning(inputs: CardInputs, model_dir: Path) -> FineTuning:
     finetuned = _read_json(model_dir / RunDir.CARD_DATA)  # the fine-tuning run's own record, not the distillation's
     if finetuned:
         summary += f"; {_hardware(finetuned)}; emissions {_emissions_text(finetuned.get('emissions'))}"
+    segmenter = next(
+        (r.extra["segmenter"] for r in map(TaskResults.load, inputs.results) if "segmenter" in r.extra), None
+    )
+    if segmenter and segmenter.get("dev"):
+        dev = segmenter["dev"]
+        summary += (f"; raw-text segmenter (`segmenter/`, for `time-hub annotate`): {segmenter['steps']} steps, dev "
+                    f"token F1 {dev['tokens']:.2f}, sentence F1 {dev['sentences']:.2f}")  # fmt: skip
     return FineTuning(
         title=TASKS[inputs.task].title,
         labels=list(config.id2label.values()) if inputs.task == "ner" else [],
