@@ -140,6 +140,22 @@ def test_pipeline_keeps_every_character_and_writes_trees(ud_model, raw_text):
         assert forms == "".join(text.split())
 
 
+def test_a_ner_model_adds_entities_to_misc(ud_model, tiny_bert_dir, raw_text, tmp_path):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    tagger = AutoModelForTokenClassification.from_pretrained(
+        tiny_bert_dir, id2label=dict(enumerate(labels)), label2id={x: i for i, x in enumerate(labels)}
+    )  # an untrained head: any tag, but one per word
+    tagger.save_pretrained(tmp_path / "ner")
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "ner")
+    texts = raw_text.read_text(encoding="utf-8").splitlines()[:5]
+    for doc in Pipeline.from_pretrained(ud_model, ner=tmp_path / "ner")(texts):
+        for word in (w for sentence in doc for w in sentence.words):
+            tags = [item[4:] for item in word.misc.split("|") if item.startswith("NER=")]
+            assert len(tags) == 1 and tags[0] in labels, word.misc
+
+
 def test_onnx_encoders_give_the_pytorch_annotation(ud_model, raw_text, tmp_path):
     """`time-hub export` of the UD model (its layer mix) and of its segmenter, then the pipeline on onnxruntime."""
     from time_hub.bench.export import ExportArguments, export
