@@ -160,6 +160,7 @@ def udpipe_system(files: tuple[Path, Path], work: Path):
     pipe = udpipe.Pipeline(model, "tokenize", udpipe.Pipeline.DEFAULT, udpipe.Pipeline.DEFAULT, "conllu")
 
     def annotate(texts: list[str]) -> list[list[Sentence]]:
+        assert model is not None  # the pipeline points into the model: it must live as long as the closure
         docs = []
         for text in texts:
             error = udpipe.ProcessingError()

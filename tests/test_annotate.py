@@ -249,6 +249,15 @@ def test_bad_input_is_one_line_and_writes_nothing(ud_model, tmp_path, capsys, co
     assert not output.exists() and not Path(str(output) + PROGRESS_SUFFIX).exists()
 
 
+def test_missing_onnx_files_are_one_line_before_any_output(ud_model, raw_text, tmp_path, capsys):
+    output = tmp_path / "out.conllu"
+    argv = ["annotate", str(raw_text), "--model", str(ud_model), "--onnx", "int8", "--workers", "2"]
+    assert main([*argv, "--output", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert "model-int8.onnx not found: run `time-hub export" in err and "Traceback" not in err
+    assert not output.exists()
+
+
 def test_a_ud_model_without_segmenter_says_how_to_get_one(tiny_bert_dir, tmp_path, capsys):
     path = tmp_path / "in.txt"
     path.write_text("Hej.\n", encoding="utf-8")

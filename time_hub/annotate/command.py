@@ -191,6 +191,7 @@ def annotate(args: AnnotateArguments) -> dict:
     threads = args.threads or (max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else None)
     load_args = {"model": model, "ner": ner, "device": args.device, "batch_size": args.batch_size,
                  "threads": threads, "onnx": args.onnx}  # fmt: skip
+    _load(load_args)  # here first, before any output: a missing file or bad model is one error line, not a worker's
     documents = read_documents(args.inputs, args.documents)
     for _ in range(done["documents"]):
         next(documents, None)
@@ -203,8 +204,6 @@ def annotate(args: AnnotateArguments) -> dict:
     start = last_log = time.perf_counter()
     counted = dict(done)
     pool = ProcessPoolExecutor(args.workers, initializer=_load, initargs=(load_args,)) if args.workers > 1 else None
-    if pool is None:
-        _load(load_args)
     try:
         pending: deque[Future] = deque()
         work = chunks(documents, args.chunk_chars)
