@@ -11,9 +11,11 @@ one scored, as for every dev number in this project; `benchmarks/protocol.py` ma
 
 Scores: the CoNLL 2018 raw-text metrics (`time_hub.tasks.ud_raw_metrics`) on the held-out sentences given as one
 running text (their `# text` joined by spaces: ../shared keeps no paragraph breaks), and for time-hub also the
-gold-tokenization scores. Speed: sentences/s on the same `--speed_lines` lines of ../shared/data/text/<lang>.txt,
-one system after the other in one process, `--threads` torch/BLAS threads. Per-system JSON is kept and re-used, so
-an interrupted run continues:
+gold-tokenization scores. Speed: sentences/s (each system's own sentence count) and lines/s on the same
+`--speed_lines` lines of ../shared/data/text/<lang>.txt, one system after the other in one process, `--threads`
+torch/BLAS threads. `--rerun` re-scores and re-times every system from its saved model (nothing is trained again;
+the first run's `setup_seconds`, its training time, is kept), so that all speeds come from one run. Per-system JSON
+is kept and re-used, so an interrupted run continues:
 
     python benchmarks/pipeline.py --lang da --out benchmarks/results/pipeline/da
 """
@@ -183,6 +185,7 @@ def main() -> None:
     parser.add_argument("--spacy_max_steps", type=int, default=4000)
     parser.add_argument("--speed_lines", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rerun", action="store_true", help="re-score and re-time saved models in this one run")
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(opts.threads))
@@ -195,7 +198,7 @@ def main() -> None:
     opts.out.mkdir(parents=True, exist_ok=True)
     for name in opts.systems:
         saved = opts.out / f"{name}.json"
-        if saved.exists():
+        if saved.exists() and not opts.rerun:
             continue
         start = time.perf_counter()
         base, _, variant = name.partition("+")  # e.g. cpu-s+int8: the cpu-s pipeline on onnxruntime, int8 weights
@@ -207,15 +210,18 @@ def main() -> None:
             annotate, info = udpipe_system(files, work)
         else:
             raise SystemExit(f"unknown system {name!r}: choose from {[*ENCODERS, 'spacy', 'udpipe']} (+int8)")
-        train_seconds = time.perf_counter() - start
+        setup_seconds = time.perf_counter() - start
+        if saved.exists():  # --rerun: keep the training time of the run that trained it
+            setup_seconds = json.loads(saved.read_text())["setup_seconds"]
         system = [s for doc in annotate([raw]) for s in doc]
         scores = raw_text_scores(gold, system)
         annotate(speed_texts[:50])  # warm-up
         seconds, n_sentences = timed(annotate, speed_texts)
         result = {"system": name, "raw_text": scores, "sentences_per_second": n_sentences / seconds,
+                  "texts_per_second": len(speed_texts) / seconds,
                   "speed": {"texts": len(speed_texts), "sentences": n_sentences, "seconds": seconds,
                             "threads": opts.threads},
-                  "setup_seconds": train_seconds, **info}  # fmt: skip
+                  "setup_seconds": setup_seconds, **info}  # fmt: skip
         saved.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         speed = f"{n_sentences / seconds:.1f} sentences/s"
         print(name, {k: round(v, 2) for k, v in scores.items()}, speed, flush=True)
@@ -225,12 +231,13 @@ def main() -> None:
 def write_table(out: Path, systems: list[str]) -> None:
     rows = [json.loads((out / f"{name}.json").read_text()) for name in systems if (out / f"{name}.json").exists()]
     metrics = ("Tokens", "Sentences", "Words", "UPOS", "Lemmas", "UAS", "LAS")
-    lines = ["| system | " + " | ".join(metrics) + " | gold-tok. LAS | sentences/s |",
-             "|---|" + "---:|" * (len(metrics) + 2)]  # fmt: skip
+    lines = ["| system | " + " | ".join(metrics) + " | gold-tok. LAS | sentences/s | lines/s |",
+             "|---|" + "---:|" * (len(metrics) + 3)]  # fmt: skip
     for row in rows:
         gold_las = row.get("gold_tokenization", {}).get("LAS")
         cells = [f"{row['raw_text'][m]:.2f}" for m in metrics]
-        cells += [f"{gold_las:.2f}" if gold_las is not None else "-", f"{row['sentences_per_second']:.1f}"]
+        cells += [f"{gold_las:.2f}" if gold_las is not None else "-", f"{row['sentences_per_second']:.1f}",
+                  f"{row['texts_per_second']:.1f}"]  # fmt: skip
         lines.append(f"| {row['system']} | " + " | ".join(cells) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
