@@ -224,17 +224,20 @@ def _data_names(args: RunArguments, out: Path) -> list[str]:
     return pairs
 
 
+def task_overrides(overrides: dict, task: str) -> dict:
+    """`--finetune.KEY` values for one task's recipe: a key only some tasks take goes to those tasks only."""
+    from time_hub.tasks.commands import TASK_OPTIONS
+    from time_hub.tasks.registry import task_spec
+
+    return {k: v for k, v in overrides.items() if k not in TASK_OPTIONS or k in task_spec(task).options}
+
+
 def run(args: RunArguments) -> dict:
     from transformers import TrainingArguments
 
     from time_hub.distill.command import DATACLASSES, distill
     from time_hub.distill.select import SelectArguments, select
-    from time_hub.tasks.commands import TASK_OPTIONS, EvaluateArguments, FinetuneArguments, evaluate, finetune
-    from time_hub.tasks.registry import task_spec
-
-    def task_overrides(task: str) -> dict:
-        """`--finetune.KEY` values for one task's recipe: a key only some tasks take goes to those tasks only."""
-        return {k: v for k, v in args.finetune.items() if k not in TASK_OPTIONS or k in task_spec(task).options}
+    from time_hub.tasks.commands import EvaluateArguments, FinetuneArguments, evaluate, finetune
 
     out, run = Path(args.output_dir), RunDir(args.output_dir)
     # Every stage's recipe, with this run's overrides, must parse before anything is written (keys, types, ranges,
@@ -243,7 +246,7 @@ def run(args: RunArguments) -> dict:
     for task in args.tasks:
         stage_values = {"task": task, "model": str(run.best), "train": "-", "output_dir": str(run.task(task))}
         from_recipe((FinetuneArguments, TrainingArguments), args.finetune_recipe.format(task=task), check_models=False,
-                    **(task_overrides(task) | stage_values))  # fmt: skip
+                    **(task_overrides(args.finetune, task) | stage_values))  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(out)
     distill_values = load_recipe(args.distill_recipe)[0] | args.distill
@@ -269,7 +272,7 @@ def run(args: RunArguments) -> dict:
         inputs = [
             selected,
             recipe,
-            task_overrides(task),
+            task_overrides(args.finetune, task),
             asdict(args)[f"{task}_train"],
             asdict(args).get(f"{task}_dev"),
         ]
@@ -283,7 +286,11 @@ def run(args: RunArguments) -> dict:
             train, dev = task_data(args, out, task)
             values = {"task": task, "model": str(run.best), "train": train, "dev": dev or train,
                       "output_dir": str(task_dir)}  # fmt: skip
-            finetune(*from_recipe((FinetuneArguments, TrainingArguments), recipe, **(task_overrides(task) | values)))
+            finetune(
+                *from_recipe(
+                    (FinetuneArguments, TrainingArguments), recipe, **(task_overrides(args.finetune, task) | values)
+                )
+            )
 
         task_keys[task] = pipeline.stage(f"finetune-{task}", inputs, [task_dir / "results.json"], finetune_stage)
         results.append(task_dir / "results.json")

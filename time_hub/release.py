@@ -26,7 +26,7 @@ from time_hub.arguments import build, load_recipe, parse_command
 from time_hub.atomic import write_json
 from time_hub.encoder import random_init_copy
 from time_hub.leaderboard import MODEL_FILE, write_leaderboard
-from time_hub.pipeline import Pipeline, RunArguments, from_recipe, run, task_data
+from time_hub.pipeline import Pipeline, RunArguments, from_recipe, run, task_data, task_overrides
 from time_hub.run_dir import RunDir
 from time_hub.tasks.results import TaskResults
 
@@ -91,13 +91,16 @@ def fine_tune_reference(run_args: RunArguments, model: str, out: Path) -> list[P
     for task in run_args.tasks:
         recipe, task_dir = run_args.finetune_recipe.format(task=task), RunDir(out).task(task)
 
-        def stage(task=task, recipe=recipe, task_dir=task_dir):
+        # a reference is scored, never published: no raw-text segmenter for it
+        overrides = task_overrides(run_args.finetune, task) | ({"segmenter_steps": 0} if task == "ud" else {})
+
+        def stage(task=task, recipe=recipe, task_dir=task_dir, overrides=overrides):
             train, dev = task_data(run_args, out, task)
             values = {"task": task, "model": model, "train": train, "dev": dev or train, "output_dir": str(task_dir)}
-            finetune(*from_recipe((FinetuneArguments, TrainingArguments), recipe, **(run_args.finetune | values)))
+            finetune(*from_recipe((FinetuneArguments, TrainingArguments), recipe, **(overrides | values)))
 
         data = {key: value for key, value in vars(run_args).items() if key.startswith(f"{task}_")}  # files, splits
-        inputs = [model, recipe, run_args.finetune, data]
+        inputs = [model, recipe, overrides, data]
         pipeline.stage(f"finetune-{task}", inputs, [task_dir / "results.json"], stage)
         results.append(task_dir / "results.json")
     return results

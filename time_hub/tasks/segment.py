@@ -274,8 +274,10 @@ def finetune(
     lexicon = {form: expansions.most_common(1)[0][0].split(" ") for form, expansions in sorted(counts.items())}
     (output_dir / MWT_FILE).write_text(json.dumps(lexicon, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     summary |= {"lost_token_ends": lost, "misplaced_sentences": misplaced, "multiword_forms": len(lexicon)}
-    if dev:
-        summary["dev"] = {k[5:]: v for k, v in trainer.evaluate().items() if k[5:] in boundary_scores([], [])}
+    evaluations = [entry for entry in trainer.state.log_history if "eval_boundaries" in entry]
+    if evaluations:  # the selected checkpoint's dev scores
+        best = max(evaluations, key=lambda entry: entry["eval_boundaries"])
+        summary["dev"] = {name: best[f"eval_{name}"] for name in ("tokens", "sentences", "multiword", "boundaries")}
     return summary
 
 
