@@ -298,8 +298,10 @@ class Segmenter:
         return cls(torch_logits(model), AutoTokenizer.from_pretrained(directory), model.config, lexicon)
 
     @torch.inference_mode()
-    def labels(self, texts: Sequence[str], batch_size: int = 32) -> list[list[str]]:
-        """The label of every atom of every text."""
+    def labels(
+        self, texts: Sequence[str], batch_size: int = 32
+    ) -> tuple[list[list[tuple[int, int]]], list[list[str]]]:
+        """The atoms of every text and the label of each."""
         jobs = []  # (text index, window)
         spans = [atoms(text) for text in texts]
         for t, text in enumerate(texts):
@@ -318,14 +320,13 @@ class Segmenter:
                 for position, atom in zip(window["positions"], window["atoms"]):
                     if first <= atom < last:
                         out[t][atom] = self.id2label[int(predicted[row, position])]
-        return out
+        return spans, out
 
     def __call__(self, texts: Sequence[str], batch_size: int = 32) -> list[list[list[Token]]]:
         """Per text, its sentences of tokens. The last token of a text always ends a sentence."""
         documents = []
-        for text, labels in zip(texts, self.labels(texts, batch_size)):
+        for text, spans, labels in zip(texts, *self.labels(texts, batch_size)):
             sentences, tokens, start = [], [], None
-            spans = atoms(text)
             for i, ((a, b), label) in enumerate(zip(spans, labels)):
                 start = a if start is None else start
                 last = i == len(spans) - 1
