@@ -194,6 +194,9 @@ def test_run_chains_the_stages_and_skips_what_is_up_to_date(tiny_bert_dir, share
     assert f"ner: f1 {f1:.2f} ({100 * f1 / teacher['metrics']['f1']:.1f}% of the teacher)" in summary
     test = json.loads((out / "tasks/ner/results-test.json").read_text())
     assert test["split"] == "test" and "provenance/results-1-ner.json" in Path(changed["card"]).read_text()
+    renamed = run(RunArguments(**(args | {"ner_train_sentences": 24, "data_names": {"ner": "UniversalNER/x"}})))
+    assert [s["stage"] for s in renamed["stages"] if s["status"] == "ran"] == ["card"]  # a card key: the card only
+    assert "UniversalNER/x" in Path(renamed["card"]).read_text()
 
 
 def test_runs_table_shows_every_distillation_run(tmp_path):

@@ -353,6 +353,7 @@ def run(args: RunArguments) -> dict:
             args.base_model,
             args.organization,
             args.dataset_names,
+            args.data_names,
             args.license,
         ],  # fmt: skip
         [run.publish(name) / "README.md"],
