@@ -95,6 +95,11 @@ def main() -> int:
     parser.add_argument("--space_models", default="space/models.json", help="written: the Space lists the hub")
     parser.add_argument("--space_repo", default="time/time-hub")
     parser.add_argument("--teacher_id", default="intfloat/multilingual-e5-small", help="the Space's teacher")
+    parser.add_argument(
+        "--languages",
+        default=None,
+        help="only these, e.g. '[da, hu]' (default: the recipe's, building any not built yet)",
+    )
     parser.add_argument("--hub_dir", default="runs/hub-server", help="the local Hub's storage")
     parser.add_argument("--out", default="benchmarks/results/hub/publish.json")
     args = parser.parse_args()
@@ -103,6 +108,7 @@ def main() -> int:
         env, start = hub_env(hub, WRITE_TOKEN), time.perf_counter()
         release = [sys.executable, "-m", "time_hub.cli", "release", args.recipe, "--results_dir", args.results_dir,
                    "--publish", "true"]  # fmt: skip
+        release += ["--languages", args.languages] if args.languages else []
         proc = subprocess.run(release, env=env, cwd=ROOT, capture_output=True, text=True)
         print(proc.stdout)
         published = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("published ")]
