@@ -85,3 +85,19 @@ def test_a_two_language_hub_is_built_published_and_loads(tmp_path, shared):
             hub_env(hub),
         )
         assert not hub.errors, hub.errors
+
+
+def test_a_model_built_on_another_machine_is_skipped_not_rebuilt(tmp_path, caplog):
+    """Results committed (model.json in results_dir) but no run under output_dir: skipped, counted, nothing run."""
+    from time_hub.release import ReleaseArguments, release
+
+    results = tmp_path / "results"
+    (results / "ga" / "xs").mkdir(parents=True)
+    (results / "ga" / "xs" / "model.json").write_text("{}")
+    args = ReleaseArguments(models={"ga": ["xs"]}, output_dir=str(tmp_path / "runs"), results_dir=str(results))
+    with caplog.at_level("INFO", logger="time_hub.release"):
+        report = release(args)
+    assert report["built"] == 0 and report["elsewhere"] == ["time-ga-xs"] and not report["failed"]
+    assert "its results are committed and its run is not here" in caplog.text
+    assert not (tmp_path / "runs").exists()
+    assert sorted(p.name for p in results.rglob("*")) == ["ga", "model.json", "xs"]  # no leaderboard from it alone

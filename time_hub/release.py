@@ -8,9 +8,11 @@ leaderboard's retention), and for the sizes in `random_init_sizes` a random-init
 distilled-minus-random gap). Each model is a `time-hub run` (resumable: finished stages are skipped, so an interrupted
 build continues where it stopped). As each model finishes, its results, bench.json and card (README + assets, no
 weights) are copied under `results_dir/<lang>/<size>/` and the leaderboard (`leaderboard.md` + `.json`) is rewritten
-from the files under `results_dir` alone, so a build continued on another machine loses nothing that was committed. A
-failing model (a missing or empty text file, an empty treebank, ...) is reported in one line and the others go on;
-the summary lists what failed and why. With `publish: true` every model and its task models are pushed (one
+from the files under `results_dir` alone, so a build continued on another machine loses nothing that was committed:
+there a model whose results are committed but whose run is not under `output_dir` is skipped (not rebuilt, and not
+published: its weights are on the machine that built it; `--rebuild_committed true` builds it again). A failing
+model (a missing or empty text file, an empty treebank, ...) is reported in one line and the others go on; the
+summary lists what failed and why. With `publish: true` every model and its task models are pushed (one
 repository each, a release tag, one collection) to the Hub at HF_ENDPOINT.
 """
 
@@ -51,6 +53,9 @@ class ReleaseArguments:
     publish: bool = field(default=False, metadata={"help": "push every model (needs a token and HF_ENDPOINT's Hub)"})
     collection: str = field(default="TiME tiny encoders", metadata={"help": "Hub collection of the release"})
     tag: str | None = field(default=None, metadata={"help": "release tag (default v<time-hub version>)"})
+    rebuild_committed: bool = field(
+        default=False, metadata={"help": "build again a model whose results are in results_dir but whose run is not"}
+    )
 
     def __post_init__(self):
         for lang, sizes in self.models.items():
@@ -166,10 +171,20 @@ def publish_model(args: ReleaseArguments, lang: str, size: str) -> list[str]:
     return ids
 
 
+def built_elsewhere(args: ReleaseArguments, lang: str, size: str) -> bool:
+    """Its results are in `results_dir` (committed) but its run is not under `output_dir`: another machine built it."""
+    committed = (Path(args.results_dir) / lang / size / MODEL_FILE).is_file()
+    return committed and not (Path(args.output_dir) / f"time-{lang}-{size}").exists()
+
+
 def release(args: ReleaseArguments) -> dict:
-    plan, failures, seconds, published = args.plan(), {}, [], []
+    plan, failures, seconds, published, elsewhere = args.plan(), {}, [], [], []
     for i, (lang, size) in enumerate(plan, 1):
         name = f"time-{lang}-{size}"
+        if not args.rebuild_committed and built_elsewhere(args, lang, size):
+            elsewhere.append(name)
+            logger.info("[%d/%d] %s: its results are committed and its run is not here: skipped", i, len(plan), name)
+            continue
         start = time.perf_counter()
         try:
             build_model(args, lang, size)
@@ -184,9 +199,11 @@ def release(args: ReleaseArguments) -> dict:
         logger.info("[%d/%d] %s done in %.0f s; about %.0f min left", i, len(plan), name, seconds[-1], eta / 60)
     if args.publish:
         for lang, size in plan:
-            if f"time-{lang}-{size}" not in failures:
+            if f"time-{lang}-{size}" not in failures and f"time-{lang}-{size}" not in elsewhere:
                 published += publish_model(args, lang, size)
-    return {"built": len(plan) - len(failures), "failed": failures, "published": published, "seconds": sum(seconds)}
+    built = len(plan) - len(failures) - len(elsewhere)
+    report = {"built": built, "failed": failures, "elsewhere": elsewhere, "published": published}
+    return report | {"seconds": sum(seconds)}
 
 
 def main(argv: list[str]) -> int:
@@ -196,6 +213,9 @@ def main(argv: list[str]) -> int:
     ((args,), _) = parsed
     report = release(args)
     print(f"built {report['built']} of {report['built'] + len(report['failed'])} models in {report['seconds']:.0f} s")
+    if report["elsewhere"]:
+        print(f"skipped {len(report['elsewhere'])} built elsewhere (results committed, no run here; not published): "
+              f"{', '.join(report['elsewhere'])} (--rebuild_committed true builds them again)")  # fmt: skip
     for name, reason in report["failed"].items():
         print(f"FAILED {name}: {reason}")
     for repo_id in report["published"]:
