@@ -1,6 +1,6 @@
 """Raw text -> CoNLL-U: the learned segmenter's pieces on hand-made data, then `time-hub annotate` end to end with a
 tiny encoder fine-tuned on a slice of Danish-DDT (valid trees, every character kept, ordered output with workers,
-resume after a kill, bad input refused)."""
+resume after a kill, bad input refused), and the same pipeline as a teacher making silver training data."""
 
 import json
 import os
@@ -17,7 +17,7 @@ from transformers import TrainingArguments
 from time_hub.annotate.command import PROGRESS_SUFFIX
 from time_hub.annotate.pipeline import Pipeline, sentence_from_tokens
 from time_hub.cli import main
-from time_hub.tasks import segment
+from time_hub.tasks import segment, silver
 from time_hub.tasks.conllu import parse_conllu, read_conllu, replace_columns, write_conllu
 from time_hub.tasks.ud import finetune
 
@@ -263,3 +263,41 @@ def test_a_ud_model_without_segmenter_says_how_to_get_one(tiny_bert_dir, tmp_pat
     path.write_text("Hej.\n", encoding="utf-8")
     assert main(["annotate", str(path), "--model", str(tiny_bert_dir)]) == 2
     assert "has no segmenter" in capsys.readouterr().err
+
+
+def test_silver_data_leaves_out_gold_sentences_and_is_made_once(ud_model, raw_text, shared, tmp_path, monkeypatch):
+    gold = read_conllu(shared / "data" / "ud" / "da" / "dev.conllu")[:80]
+    lines = raw_text.read_text(encoding="utf-8").splitlines()[:12]
+    text = tmp_path / "text.txt"  # two gold sentences as lines of their own, one inside a longer line
+    text.write_text("\n".join([*lines[:6], gold[0].text, lines[6], f"Forord. {gold[70].text}", *lines[7:]]) + "\n")
+    kept, dropped = silver.text_lines([str(text)], gold)
+    assert kept == [line.strip() for line in lines if line.strip()] and dropped == 2
+    output = tmp_path / "silver" / "da.conllu"
+    sentences = silver.silver_sentences(str(ud_model), [str(text)], gold, output)
+    assert sentences and len(read_conllu(output)) == len(sentences)
+    assert json.loads(output.with_suffix(".json").read_text())["left_out_lines"] == 2
+
+    def no_annotation(*args, **kwargs):
+        raise AssertionError("the same inputs must re-use the analysis")
+
+    monkeypatch.setattr(Pipeline, "from_pretrained", no_annotation)
+    assert len(silver.silver_sentences(str(ud_model), [str(text)], gold, output)) == len(sentences)
+    with pytest.raises(AssertionError, match="re-use"):  # other inputs: annotated again
+        silver.silver_sentences(str(ud_model), [str(text)], gold, output, max_bytes=300)
+
+
+def test_ud_fine_tuning_with_silver_data(ud_model, tiny_bert_dir, raw_text, shared, tmp_path, capsys):
+    sentences = read_conllu(shared / "data" / "ud" / "da" / "dev.conllu")
+    write_conllu(tmp_path / "train.conllu", sentences[:32])
+    write_conllu(tmp_path / "dev.conllu", sentences[32:40])
+    argv = ["finetune", "--task", "ud", "--model", str(tiny_bert_dir), "--train", str(tmp_path / "train.conllu"),
+            "--dev", str(tmp_path / "dev.conllu"), "--max_steps", "4", "--per_device_train_batch_size", "8",
+            "--use_cpu", "true", "--report_to", "none", "--max_length", "64",
+            "--silver_teacher", str(ud_model)]  # fmt: skip
+    assert main([*argv, "--output_dir", str(tmp_path / "no-text")]) == 2  # the teacher needs its text
+    assert "silver_teacher and silver_text go together" in capsys.readouterr().err
+    argv += ["--silver_text", f"[{raw_text}]", "--gold_repeat", "3", "--output_dir", str(tmp_path / "ud")]
+    assert main(argv) == 0
+    training = json.loads((tmp_path / "ud" / "results.json").read_text())["extra"]["training"]
+    assert training["sentences"] == 32 and training["silver"]["gold_repeat"] == 3
+    assert training["silver"]["sentences"] == len(read_conllu(tmp_path / "ud" / "silver.conllu")) > 0

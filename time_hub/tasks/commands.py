@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from transformers import TrainingArguments
@@ -52,6 +53,23 @@ class FinetuneArguments:
         metadata={"help": "ud: also train the raw-text segmenter (tokens, sentences, multiword tokens) for N steps "
                   "into <output_dir>/segmenter, what `time-hub annotate` needs (0: none, the default)"},
     )  # fmt: skip
+    silver_teacher: str | None = field(
+        default=None,
+        metadata={"help": "ud: a fine-tuned UD model with a segmenter (the teacher) whose analysis of --silver_text "
+                  "is added to the training data: task distillation through text (time_hub.tasks.silver)"},
+    )  # fmt: skip
+    silver_text: list[str] | None = field(
+        default=None, metadata={"help": "ud: raw text files for --silver_teacher (lines holding a train/dev sentence "
+                                "are left out)"},
+    )  # fmt: skip
+    silver_file: str | None = field(
+        default=None,
+        metadata={"help": "ud: where the teacher's analysis is kept and re-used (<output_dir>/silver.conllu)"},
+    )
+    silver_max_bytes: int | None = field(default=None, metadata={"help": "ud: use at most this much silver text"})
+    gold_repeat: int | None = field(
+        default=None, metadata={"help": "ud: with silver data, the gold sentences repeated N times (default 4)"}
+    )
     committee: int | None = field(
         default=None,
         metadata={
@@ -64,6 +82,11 @@ class FinetuneArguments:
         _check_task_options(self, TASK_OPTIONS, task_spec(self.task).options)
         if self.committee is not None:
             committee.member_sources(self.model, self.committee)
+        if (self.silver_teacher is None) != (self.silver_text is None):
+            raise ValueError("silver_teacher and silver_text go together: the teacher annotates the text")
+        for path in self.silver_text or ():
+            if not Path(path).is_file():
+                raise ValueError(f"{path}: no such file (silver_text)")
 
 
 @dataclass

@@ -50,7 +50,14 @@ TASKS: dict[str, TaskSpec] = {
                 "UD tagging, lemmas and parsing",
                 ("UPOS", "UFeats", "Lemmas", "UAS", "LAS"),
             ),
-            options=("segmenter_steps",),
+            options=(
+                "segmenter_steps",
+                "silver_teacher",
+                "silver_text",
+                "silver_file",
+                "silver_max_bytes",
+                "gold_repeat",
+            ),
             short_name="UD",
         ),
         TaskSpec(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ from transformers import (
 )
 
 from time_hub.encoder import load_encoder
-from time_hub.tasks import committee, segment
+from time_hub.tasks import committee, segment, silver
 from time_hub.tasks.committee import UDCommittee
 from time_hub.tasks.conllu import Sentence, read_conllu, resolve_conllu, write_conllu
 from time_hub.tasks.results import TaskResults
@@ -74,6 +75,11 @@ def finetune(
     early_stopping_patience: int | None = None,
     head_learning_rate: float | None = 2e-3,
     segmenter_steps: int = 0,
+    silver_teacher: str | None = None,
+    silver_text: Sequence[str] = (),
+    silver_file: str | None = None,
+    silver_max_bytes: int | None = None,
+    gold_repeat: int = 4,
 ) -> TaskResults:
     """Fine-tune on train_file, select on dev_file, save the best model to output_dir (loadable by evaluate),
     evaluate it on dev_file and return + save output_dir/results.json (TaskResults, split='dev').
@@ -85,12 +91,23 @@ def finetune(
     more than an encoder's fine-tuning rate; 2e-3 is Dozat & Manning's rate (me5-small, 451 Danish sentences, encoder
     1e-4, batch 8: LAS 39.7 / 56.2 / 66.8 after 1 / 2 / 5 epochs).
     `segmenter_steps`: also train the raw-text segmenter (`time_hub.tasks.segment`) from the same encoder into
-    `output_dir/segmenter`, selected on the dev boundaries; its summary goes into results.json.
+    `output_dir/segmenter`, selected on the dev boundaries (gold sentences only); its summary goes into results.json.
+    `silver_teacher` (a UD folder with a segmenter): its analysis of `silver_text` (lines holding a train or dev
+    sentence left out; at most `silver_max_bytes`) is added to the training data, the gold sentences repeated
+    `gold_repeat` times (`time_hub.tasks.silver`; the analysis is kept in `silver_file`, default
+    `output_dir/silver.conllu`, and re-used for the same inputs).
     """
     set_seed(training_args.seed)  # before the heads are initialised
     train = read_conllu(resolve_conllu(train_file, "train"))
     dev = read_conllu(resolve_conllu(dev_file, "dev")) if dev_file else None
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    gold, silver_summary = train, None
+    if silver_teacher:
+        output = silver_file or Path(output_dir) / "silver.conllu"
+        extra = silver.silver_sentences(silver_teacher, silver_text, [*train, *(dev or [])], output, silver_max_bytes)
+        train = gold * gold_repeat + extra
+        silver_summary = {"teacher": str(silver_teacher), "file": str(output), "sentences": len(extra),
+                          "gold_repeat": gold_repeat}  # fmt: skip
     labels = UDLabels.from_sentences(train)
     model = UDModel(load_encoder(model_name_or_path), labels, UDSettings(max_length=max_length))
     features, truncated = encode_sentences(train, tokenizer, max_length, labels)
@@ -113,12 +130,12 @@ def finetune(
 
     if segmenter_steps:
         segmenter = segment.finetune(
-            model_name_or_path, train, dev, Path(output_dir) / segment.FOLDER, training_args, segmenter_steps
+            model_name_or_path, gold, dev, Path(output_dir) / segment.FOLDER, training_args, segmenter_steps
         )
     results = evaluate(output_dir, dev_file or train_file, split="dev" if dev_file else "train")
     results.extra["training"] = {
         "train_file": str(train_file),
-        "sentences": len(train),
+        "sentences": len(gold),
         "train_truncated_words": truncated,
         **summary,
         "dev_las": [entry["eval_LAS"] for entry in trainer.state.log_history if "eval_LAS" in entry],
@@ -126,6 +143,8 @@ def finetune(
     }
     if segmenter_steps:
         results.extra["segmenter"] = segmenter
+    if silver_summary:
+        results.extra["training"]["silver"] = silver_summary
     results.save(Path(output_dir) / "results.json")
     return results
 

@@ -1,0 +1,94 @@
+"""Silver UD data: a fine-tuned teacher's analysis of running text, extra training data for a student.
+
+Task-level knowledge distillation through text (hard labels): the teacher's UD model (with its raw-text segmenter)
+annotates monolingual text and a student is fine-tuned on that analysis together with the gold sentences
+(`time-hub finetune --task ud --silver_teacher T --silver_text F`). Lines of the text that hold a sentence of the
+gold data (train or dev: ../shared's text files include the UD dev sentences) are left out and counted, so that dev
+scores stay honest.
+
+The analysis is written to a CoNLL-U file with a JSON sidecar naming its inputs (teacher, text files with their
+sizes, the excluded sentences' count, the cap); a later call with the same inputs reads the file instead of
+annotating again, so the students of one language (m, s, xs) share one annotation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from time_hub.atomic import write_json, write_text
+from time_hub.tasks.conllu import Sentence, format_conllu, read_conllu
+from time_hub.text_file import read_text
+
+logger = logging.getLogger(__name__)
+MIN_CONTAINED = 20  # a gold sentence this long or longer is also searched inside text lines
+CHUNK_LINES = 256  # lines annotated per call (bounded memory, a progress line per chunk)
+
+
+def text_lines(text_files: Sequence[str], gold: Sequence[Sentence], max_bytes: int | None = None) -> tuple[list, int]:
+    """The non-empty lines of `text_files` that hold no gold sentence (equal to one, or containing one of at least
+    `MIN_CONTAINED` characters), up to `max_bytes`; and how many lines were left out for holding one."""
+    texts = [s.text.strip() for s in gold if s.text and s.text.strip()]
+    exact, long = set(texts), [t for t in texts if len(t) >= MIN_CONTAINED]
+    kept, dropped, size = [], 0, 0
+    for path in text_files:
+        for line in read_text(path).splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            if line in exact or any(t in line for t in long):
+                dropped += 1
+                continue
+            if max_bytes is not None and size >= max_bytes:
+                return kept, dropped
+            kept.append(line)
+            size += len(line.encode("utf-8")) + 1
+    return kept, dropped
+
+
+def _inputs(teacher: str, text_files: Sequence[str], gold: Sequence[Sentence], max_bytes: int | None) -> dict:
+    digest = hashlib.sha256("\n".join(s.text or "" for s in gold).encode("utf-8")).hexdigest()[:16]
+    files = [{"path": str(p), "bytes": Path(p).stat().st_size} for p in text_files]
+    return {"teacher": str(teacher), "text_files": files, "gold_sentences": digest, "max_bytes": max_bytes}
+
+
+def silver_sentences(
+    teacher: str,
+    text_files: Sequence[str],
+    gold: Sequence[Sentence],
+    output: str | Path,
+    max_bytes: int | None = None,
+) -> list[Sentence]:
+    """The teacher's analysis of the text (minus the gold sentences), from `output` when it was made from the same
+    inputs, else annotated into it."""
+    output = Path(output)
+    sidecar, inputs = output.with_suffix(".json"), _inputs(teacher, text_files, gold, max_bytes)
+    if output.is_file() and sidecar.is_file() and json.loads(sidecar.read_text()).get("inputs") == inputs:
+        sentences = read_conllu(output)
+        logger.info("silver: %d sentences from %s (same teacher and text)", len(sentences), output)
+        return sentences
+    from time_hub.annotate.pipeline import Pipeline
+
+    lines, dropped = text_lines(text_files, gold, max_bytes)
+    if not lines:
+        raise ValueError(f"{', '.join(map(str, text_files))}: no line of text left for silver data "
+                         f"({dropped} lines hold a gold sentence)")  # fmt: skip
+    logger.info("silver: %d text lines (%d left out: they hold a gold sentence), annotated by %s",
+                len(lines), dropped, teacher)  # fmt: skip
+    pipeline, sentences, start = Pipeline.from_pretrained(teacher), [], time.perf_counter()
+    for i in range(0, len(lines), CHUNK_LINES):
+        chunk = lines[i : i + CHUNK_LINES]
+        ids = [f"silver-{i + j + 1}" for j in range(len(chunk))]
+        sentences += [s for document in pipeline(chunk, ids) for s in document]
+        done = min(i + CHUNK_LINES, len(lines))
+        logger.info("silver: %d/%d lines, %d sentences, %.0f s", done, len(lines), len(sentences),
+                    time.perf_counter() - start)  # fmt: skip
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_text(output, format_conllu(sentences))
+    write_json(sidecar, {"inputs": inputs, "lines": len(lines), "left_out_lines": dropped,
+                         "sentences": len(sentences)})  # fmt: skip
+    return sentences
