@@ -290,14 +290,18 @@ def test_ud_fine_tuning_with_silver_data(ud_model, tiny_bert_dir, raw_text, shar
     sentences = read_conllu(shared / "data" / "ud" / "da" / "dev.conllu")
     write_conllu(tmp_path / "train.conllu", sentences[:32])
     write_conllu(tmp_path / "dev.conllu", sentences[32:40])
+    teacher = tmp_path / "teacher"  # a teacher without a segmenter of its own
+    shutil.copytree(ud_model, teacher, ignore=shutil.ignore_patterns(segment.FOLDER))
     argv = ["finetune", "--task", "ud", "--model", str(tiny_bert_dir), "--train", str(tmp_path / "train.conllu"),
             "--dev", str(tmp_path / "dev.conllu"), "--max_steps", "4", "--per_device_train_batch_size", "8",
             "--use_cpu", "true", "--report_to", "none", "--max_length", "64",
-            "--silver_teacher", str(ud_model)]  # fmt: skip
+            "--silver_teacher", str(teacher)]  # fmt: skip
     assert main([*argv, "--output_dir", str(tmp_path / "no-text")]) == 2  # the teacher needs its text
     assert "silver_teacher and silver_text go together" in capsys.readouterr().err
-    argv += ["--silver_text", f"[{raw_text}]", "--gold_repeat", "3", "--output_dir", str(tmp_path / "ud")]
-    assert main(argv) == 0
+    argv += ["--silver_text", f"[{raw_text}]", "--gold_repeat", "3"]
+    assert main([*argv, "--output_dir", str(tmp_path / "no-segmenter")]) == 2  # nothing can read the raw text
+    assert "has no segmenter" in capsys.readouterr().err
+    assert main([*argv, "--segmenter_steps", "2", "--output_dir", str(tmp_path / "ud")]) == 0  # the student's reads it
     training = json.loads((tmp_path / "ud" / "results.json").read_text())["extra"]["training"]
     assert training["sentences"] == 32 and training["silver"]["gold_repeat"] == 3
     assert training["silver"]["sentences"] == len(read_conllu(tmp_path / "ud" / "silver.conllu")) > 0

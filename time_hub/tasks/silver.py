@@ -56,30 +56,45 @@ def _inputs(teacher: str, text_files: Sequence[str], gold: Sequence[Sentence], m
     return {"teacher": str(teacher), "text_files": files, "gold_sentences": digest, "max_bytes": max_bytes}
 
 
+def teacher_pipeline(teacher: str, segmenter: str | Path | None = None):
+    """The teacher's raw-text pipeline: its own segmenter when it has one, else `segmenter` (a segmenter folder,
+    e.g. the student's, trained on the same gold sentences)."""
+    from transformers import AutoTokenizer
+
+    from time_hub.annotate.pipeline import Pipeline, local_folder
+    from time_hub.tasks.segment import FOLDER, Segmenter
+    from time_hub.tasks.ud_model import UDModel
+
+    folder = local_folder(teacher)
+    if segmenter is None or (folder / FOLDER / "config.json").is_file():
+        return Pipeline.from_pretrained(teacher)  # or one clear error: no segmenter
+    model = UDModel.from_pretrained(folder).eval()
+    return Pipeline(Segmenter.from_pretrained(segmenter), model, AutoTokenizer.from_pretrained(folder))
+
+
 def silver_sentences(
     teacher: str,
     text_files: Sequence[str],
     gold: Sequence[Sentence],
     output: str | Path,
     max_bytes: int | None = None,
+    segmenter: str | Path | None = None,
 ) -> list[Sentence]:
     """The teacher's analysis of the text (minus the gold sentences), from `output` when it was made from the same
-    inputs, else annotated into it."""
+    inputs, else annotated into it (`teacher_pipeline(teacher, segmenter)`)."""
     output = Path(output)
     sidecar, inputs = output.with_suffix(".json"), _inputs(teacher, text_files, gold, max_bytes)
     if output.is_file() and sidecar.is_file() and json.loads(sidecar.read_text()).get("inputs") == inputs:
         sentences = read_conllu(output)
         logger.info("silver: %d sentences from %s (same teacher and text)", len(sentences), output)
         return sentences
-    from time_hub.annotate.pipeline import Pipeline
-
     lines, dropped = text_lines(text_files, gold, max_bytes)
     if not lines:
         raise ValueError(f"{', '.join(map(str, text_files))}: no line of text left for silver data "
                          f"({dropped} lines hold a gold sentence)")  # fmt: skip
     logger.info("silver: %d text lines (%d left out: they hold a gold sentence), annotated by %s",
                 len(lines), dropped, teacher)  # fmt: skip
-    pipeline, sentences, start = Pipeline.from_pretrained(teacher), [], time.perf_counter()
+    pipeline, sentences, start = teacher_pipeline(teacher, segmenter), [], time.perf_counter()
     for i in range(0, len(lines), CHUNK_LINES):
         chunk = lines[i : i + CHUNK_LINES]
         ids = [f"silver-{i + j + 1}" for j in range(len(chunk))]

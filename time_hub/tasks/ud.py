@@ -91,20 +91,31 @@ def finetune(
     more than an encoder's fine-tuning rate; 2e-3 is Dozat & Manning's rate (me5-small, 451 Danish sentences, encoder
     1e-4, batch 8: LAS 39.7 / 56.2 / 66.8 after 1 / 2 / 5 epochs).
     `segmenter_steps`: also train the raw-text segmenter (`time_hub.tasks.segment`) from the same encoder into
-    `output_dir/segmenter`, selected on the dev boundaries (gold sentences only); its summary goes into results.json.
+    `output_dir/segmenter` (first, on the gold sentences), selected on the dev boundaries; its summary goes into
+    results.json.
     `silver_teacher` (a UD folder with a segmenter): its analysis of `silver_text` (lines holding a train or dev
     sentence left out; at most `silver_max_bytes`) is added to the training data, the gold sentences repeated
     `gold_repeat` times (`time_hub.tasks.silver`; the analysis is kept in `silver_file`, default
-    `output_dir/silver.conllu`, and re-used for the same inputs).
+    `output_dir/silver.conllu`, and re-used for the same inputs). A teacher without a segmenter of its own reads the
+    text with the one trained here.
     """
     set_seed(training_args.seed)  # before the heads are initialised
     train = read_conllu(resolve_conllu(train_file, "train"))
     dev = read_conllu(resolve_conllu(dev_file, "dev")) if dev_file else None
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    segmenter_dir, segmenter_summary = Path(output_dir) / segment.FOLDER, None
+    if segmenter_steps:  # first: a teacher without a segmenter of its own reads the silver text with this one
+        segmenter_summary = segment.finetune(
+            model_name_or_path, train, dev, segmenter_dir, training_args, segmenter_steps
+        )
+        set_seed(training_args.seed)  # the heads start as they would without a segmenter
     gold, silver_summary = train, None
     if silver_teacher:
         output = silver_file or Path(output_dir) / "silver.conllu"
-        extra = silver.silver_sentences(silver_teacher, silver_text, [*train, *(dev or [])], output, silver_max_bytes)
+        extra = silver.silver_sentences(
+            silver_teacher, silver_text, [*train, *(dev or [])], output, silver_max_bytes,
+            segmenter_dir if segmenter_steps else None,
+        )  # fmt: skip
         train = gold * gold_repeat + extra
         silver_summary = {"teacher": str(silver_teacher), "file": str(output), "sentences": len(extra),
                           "gold_repeat": gold_repeat}  # fmt: skip
@@ -128,10 +139,6 @@ def finetune(
     )
     summary = train_and_save(trainer, output_dir, early_stopping_patience)
 
-    if segmenter_steps:
-        segmenter = segment.finetune(
-            model_name_or_path, gold, dev, Path(output_dir) / segment.FOLDER, training_args, segmenter_steps
-        )
     results = evaluate(output_dir, dev_file or train_file, split="dev" if dev_file else "train")
     results.extra["training"] = {
         "train_file": str(train_file),
@@ -141,8 +148,8 @@ def finetune(
         "dev_las": [entry["eval_LAS"] for entry in trainer.state.log_history if "eval_LAS" in entry],
         "labels": {name: len(values) for name, values in dataclasses.asdict(labels).items()},
     }
-    if segmenter_steps:
-        results.extra["segmenter"] = segmenter
+    if segmenter_summary:
+        results.extra["segmenter"] = segmenter_summary
     if silver_summary:
         results.extra["training"]["silver"] = silver_summary
     results.save(Path(output_dir) / "results.json")
