@@ -1,6 +1,6 @@
-"""`time-hub release` end to end: a two-language hub at a tiny budget from the real teacher and data in ../shared,
-three broken languages reported and skipped, every model published to the local Hub server and loaded back by
-transformers in a fresh process."""
+"""`time-hub release` end to end: a two-language hub at a tiny budget from the real teacher and data in ../shared
+(students fine-tuned with silver data from the teacher), three broken languages reported and skipped, every model
+published to the local Hub server and loaded back by transformers in a fresh process."""
 
 import json
 import subprocess
@@ -44,7 +44,7 @@ def test_a_two_language_hub_is_built_published_and_loads(tmp_path, shared):
     argv = [sys.executable, "-m", "time_hub.cli", "release", "recipes/release/cpu.yaml", "--models", models,
             "--run_recipe", f"{run_recipes}/{{lang}}.yaml", "--random_init_sizes", "[xs]",
             "--output_dir", str(tmp_path / "runs"), "--results_dir", str(results), "--publish", "true",
-            *TINY]  # fmt: skip
+            "--silver", "{gold_repeat: 2}", *TINY]  # fmt: skip
     with HubServer(tmp_path / "hub") as hub:
         proc = subprocess.run(
             argv, env=hub_env(hub, WRITE_TOKEN), capture_output=True, text=True, cwd=ROOT, timeout=1500
@@ -65,6 +65,11 @@ def test_a_two_language_hub_is_built_published_and_loads(tmp_path, shared):
             results / "ga" / "teacher" / "ud.json"
         ).is_file()
         assert not list(results.glob("*/*/card/*.safetensors"))  # cards, no weights
+        silver = {lang: json.loads((results / lang / "xs" / "ud.json").read_text())["extra"]["training"]["silver"]
+                  for lang in ("ga", "ur")}  # fmt: skip
+        assert silver["ga"]["sentences"] > 0 and silver["ga"]["gold_repeat"] == 2  # the fortunes, by the teacher
+        assert silver["ur"]["sentences"] == 0  # ur's text is its UD dev sentences: nothing left, gold only
+        assert "no line of text left" in proc.stderr
 
         from time_hub.publish.space import discover
 

@@ -72,7 +72,7 @@ class RunArguments:
         default_factory=dict,
         metadata={
             "help": "keys overriding every fine-tuning recipe's (--finetune.KEY VALUE); a key only some tasks "
-            "take (segmenter_steps, doc_stride, ...) goes to those"
+            "take (segmenter_steps, doc_stride, ...) goes to those; a task's name holds its own keys ({ud: {...}})"
         },
     )
     license: str = field(default="apache-2.0", metadata={"help": "license of the weights (the teacher's terms apply)"})
@@ -225,11 +225,14 @@ def _data_names(args: RunArguments, out: Path) -> list[str]:
 
 
 def task_overrides(overrides: dict, task: str) -> dict:
-    """`--finetune.KEY` values for one task's recipe: a key only some tasks take goes to those tasks only."""
+    """`--finetune.KEY` values for one task's recipe: a key only some tasks take goes to those tasks only, and a key
+    named after a task holds that task's own values (e.g. `finetune: {ud: {max_steps: 1000}}`)."""
     from time_hub.tasks.commands import TASK_OPTIONS
     from time_hub.tasks.registry import task_spec
 
-    return {k: v for k, v in overrides.items() if k not in TASK_OPTIONS or k in task_spec(task).options}
+    options = task_spec(task).options
+    shared = {k: v for k, v in overrides.items() if k not in TASKS and (k not in TASK_OPTIONS or k in options)}
+    return shared | overrides.get(task, {})
 
 
 def run(args: RunArguments) -> dict:

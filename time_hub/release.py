@@ -53,6 +53,12 @@ class ReleaseArguments:
     publish: bool = field(default=False, metadata={"help": "push every model (needs a token and HF_ENDPOINT's Hub)"})
     collection: str = field(default="TiME tiny encoders", metadata={"help": "Hub collection of the release"})
     tag: str | None = field(default=None, metadata={"help": "release tag (default v<time-hub version>)"})
+    silver: dict = field(
+        default_factory=dict,
+        metadata={"help": "students' UD fine-tuning also reads the language's teacher's analysis of its text "
+                  "(time_hub.tasks.silver); these keys override the UD recipe for it, e.g. {max_steps: 1000}; "
+                  "empty: gold data only"},
+    )  # fmt: skip
     rebuild_committed: bool = field(
         default=False, metadata={"help": "build again a model whose results are in results_dir but whose run is not"}
     )
@@ -123,10 +129,18 @@ def build_model(args: ReleaseArguments, lang: str, size: str) -> None:
     teacher = load_recipe(run_args.distill_recipe)[0].get("teacher_name_or_path")
     teacher = run_args.distill.get("teacher_name_or_path", teacher)
     out, results = Path(args.output_dir), Path(args.results_dir) / lang
-    run(run_args)  # first, so that unusable text or data is refused before the teacher is fine-tuned
+    # First (without the tasks when they need the teacher), so that unusable text is refused before the teacher is
+    # fine-tuned.
+    run(replace(run_args, tasks=[]) if args.silver else run_args)
     teacher_results = fine_tune_reference(run_args, teacher, out / f"{TEACHER}-{lang}")
     copy_results(teacher_results, results / TEACHER)
-    # Again with the teacher's results: every stage but the card is up to date and skipped.
+    if args.silver and "ud" in run_args.tasks:
+        text = run_args.distill.get("train_files", load_recipe(run_args.distill_recipe)[0].get("train_files"))
+        silver = {"silver_teacher": str(RunDir(out / f"{TEACHER}-{lang}").task("ud")), "silver_text": text,
+                  "silver_file": str(out / f"silver-{lang}.conllu")}  # fmt: skip
+        ud = run_args.finetune.get("ud", {}) | args.silver | silver
+        run_args = replace(run_args, finetune=run_args.finetune | {"ud": ud})
+    # Again with the teacher's results: every stage that is up to date is skipped (without silver: all but the card).
     report = run(replace(run_args, teacher_results=[str(p) for p in teacher_results]))
     model_run = RunDir(run_args.output_dir)
     copy_results([model_run.task_results(task) for task in run_args.tasks], results / size)

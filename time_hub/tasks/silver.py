@@ -84,17 +84,20 @@ def silver_sentences(
     inputs, else annotated into it (`teacher_pipeline(teacher, segmenter)`)."""
     output = Path(output)
     sidecar, inputs = output.with_suffix(".json"), _inputs(teacher, text_files, gold, max_bytes)
-    if output.is_file() and sidecar.is_file() and json.loads(sidecar.read_text()).get("inputs") == inputs:
-        sentences = read_conllu(output)
+    made = json.loads(sidecar.read_text()) if output.is_file() and sidecar.is_file() else {}
+    if made.get("inputs") == inputs:
+        sentences = read_conllu(output) if made["sentences"] else []
         logger.info("silver: %d sentences from %s (same teacher and text)", len(sentences), output)
         return sentences
     lines, dropped = text_lines(text_files, gold, max_bytes)
     if not lines:
-        raise ValueError(f"{', '.join(map(str, text_files))}: no line of text left for silver data "
-                         f"({dropped} lines hold a gold sentence)")  # fmt: skip
-    logger.info("silver: %d text lines (%d left out: they hold a gold sentence), annotated by %s",
-                len(lines), dropped, teacher)  # fmt: skip
-    pipeline, sentences, start = teacher_pipeline(teacher, segmenter), [], time.perf_counter()
+        logger.warning("silver: %s: no line of text left (%d hold a gold sentence): gold data only",
+                       ", ".join(map(str, text_files)), dropped)  # fmt: skip
+    else:
+        logger.info("silver: %d text lines (%d left out: they hold a gold sentence), annotated by %s",
+                    len(lines), dropped, teacher)  # fmt: skip
+    pipeline = teacher_pipeline(teacher, segmenter) if lines else None
+    sentences, start = [], time.perf_counter()
     for i in range(0, len(lines), CHUNK_LINES):
         chunk = lines[i : i + CHUNK_LINES]
         ids = [f"silver-{i + j + 1}" for j in range(len(chunk))]
