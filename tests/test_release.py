@@ -78,6 +78,10 @@ def test_a_two_language_hub_is_built_published_and_loads(tmp_path, shared):
         published = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("published ")]
         assert sorted(published) == ["time/time-ga-xs", "time/time-ga-xs-ud", "time/time-ur-xs", "time/time-ur-xs-ud"]
         assert all("v0.1.0" in hub.repo(repo_id).tags for repo_id in published)
+        assert (
+            "silver sentences (the fine-tuned teacher's analysis"
+            in hub.files("time/time-ga-xs-ud")["README.md"].decode()
+        )
         run_client(
             f"""
             from transformers import AutoModel

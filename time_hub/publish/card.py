@@ -386,6 +386,12 @@ def _finetuning(inputs: CardInputs, model_dir: Path) -> FineTuning:
         dev = segmenter["dev"]
         summary += (f"; raw-text segmenter (`segmenter/`, for `time-hub annotate`): {segmenter['steps']} steps, dev "
                     f"token F1 {dev['tokens']:.2f}, sentence F1 {dev['sentences']:.2f}")  # fmt: skip
+    silver = next((r.extra["training"]["silver"] for r in map(TaskResults.load, inputs.results)
+                   if "silver" in r.extra.get("training", {})), None)  # fmt: skip
+    if silver and silver["sentences"]:
+        summary += (f"; plus {silver['sentences']:,} silver sentences (the fine-tuned teacher's analysis of running "
+                    f"text, lines holding a gold sentence left out) next to the gold sentences x "
+                    f"{silver['gold_repeat']}")  # fmt: skip
     return FineTuning(
         title=TASKS[inputs.task].title,
         labels=list(config.id2label.values()) if inputs.task == "ner" else [],
