@@ -284,6 +284,10 @@ def test_silver_data_leaves_out_gold_sentences_and_is_made_once(ud_model, raw_te
     assert len(silver.silver_sentences(str(ud_model), [str(text)], gold, output)) == len(sentences)
     with pytest.raises(AssertionError, match="re-use"):  # other inputs: annotated again
         silver.silver_sentences(str(ud_model), [str(text)], gold, output, max_bytes=300)
+    heads = ud_model / "ud_heads.safetensors"
+    os.utime(heads, ns=(heads.stat().st_atime_ns, heads.stat().st_mtime_ns + 1000))
+    with pytest.raises(AssertionError, match="re-use"):  # a teacher trained again: annotated again
+        silver.silver_sentences(str(ud_model), [str(text)], gold, output)
 
 
 def test_ud_fine_tuning_with_silver_data(ud_model, tiny_bert_dir, raw_text, shared, tmp_path, capsys):

@@ -53,7 +53,10 @@ def text_lines(text_files: Sequence[str], gold: Sequence[Sentence], max_bytes: i
 def _inputs(teacher: str, text_files: Sequence[str], gold: Sequence[Sentence], max_bytes: int | None) -> dict:
     digest = hashlib.sha256("\n".join(s.text or "" for s in gold).encode("utf-8")).hexdigest()[:16]
     files = [{"path": str(p), "bytes": Path(p).stat().st_size} for p in text_files]
-    return {"teacher": str(teacher), "text_files": files, "gold_sentences": digest, "max_bytes": max_bytes}
+    weights = sorted(Path(teacher).glob("*.safetensors")) if Path(teacher).is_dir() else []  # a re-trained teacher
+    state = {w.name: [w.stat().st_size, w.stat().st_mtime_ns] for w in weights}
+    return {"teacher": str(teacher), "teacher_weights": state, "text_files": files, "gold_sentences": digest,
+            "max_bytes": max_bytes}  # fmt: skip
 
 
 def teacher_pipeline(teacher: str, segmenter: str | Path | None = None):
