@@ -16,8 +16,12 @@ level, from text any language has.
    the protocol's teacher and gold-only students (`--reference NAME=FOLDER` of saved protocol results).
 
     python benchmarks/silver.py --lang da --teacher_ud runs/pipeline/da/teacher/ud \
-        --encoder cpu-s-silver=runs/first3-da --reference teacher=benchmarks/results/protocol/da/teacher \
-        --reference cpu-s=benchmarks/results/protocol/da/first3-no-kd --out benchmarks/results/protocol/da-silver
+        --encoder cpu-s-silver=runs/first3-da --encoder cpu-xs-silver=runs/first2-da \
+        --reference teacher=benchmarks/results/protocol/da/teacher \
+        --reference cpu-s=benchmarks/results/protocol/da/first3-no-kd --out benchmarks/results/protocol/da-silver-mix
+
+(`runs/pipeline/da/teacher/ud`: `benchmarks/pipeline.py`'s teacher, fine-tuned on the protocol's train part with its
+segmenter; `runs/first{3,2}-da`: `time-hub prune --layers first-3|first-2`.)
 """
 
 from __future__ import annotations
