@@ -289,11 +289,8 @@ def run(args: RunArguments) -> dict:
             train, dev = task_data(args, out, task)
             values = {"task": task, "model": str(run.best), "train": train, "dev": dev or train,
                       "output_dir": str(task_dir)}  # fmt: skip
-            finetune(
-                *from_recipe(
-                    (FinetuneArguments, TrainingArguments), recipe, **(task_overrides(args.finetune, task) | values)
-                )
-            )
+            overrides = task_overrides(args.finetune, task) | values
+            finetune(*from_recipe((FinetuneArguments, TrainingArguments), recipe, **overrides))
 
         task_keys[task] = pipeline.stage(f"finetune-{task}", inputs, [task_dir / "results.json"], finetune_stage)
         results.append(task_dir / "results.json")

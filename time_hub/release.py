@@ -126,8 +126,8 @@ def copy_results(results: list[Path], target: Path) -> None:
 def build_model(args: ReleaseArguments, lang: str, size: str) -> None:
     """One language x size: the teacher's reference (once per language), the run, the random-init gap, the copies."""
     run_args = run_arguments(args, lang, size)
-    teacher = load_recipe(run_args.distill_recipe)[0].get("teacher_name_or_path")
-    teacher = run_args.distill.get("teacher_name_or_path", teacher)
+    distill = load_recipe(run_args.distill_recipe)[0] | run_args.distill  # the distillation as the run sees it
+    teacher = distill.get("teacher_name_or_path")
     out, results = Path(args.output_dir), Path(args.results_dir) / lang
     # First (without the tasks when they need the teacher), so that unusable text is refused before the teacher is
     # fine-tuned.
@@ -135,8 +135,8 @@ def build_model(args: ReleaseArguments, lang: str, size: str) -> None:
     teacher_results = fine_tune_reference(run_args, teacher, out / f"{TEACHER}-{lang}")
     copy_results(teacher_results, results / TEACHER)
     if args.silver and "ud" in run_args.tasks:
-        text = run_args.distill.get("train_files", load_recipe(run_args.distill_recipe)[0].get("train_files"))
-        silver = {"silver_teacher": str(RunDir(out / f"{TEACHER}-{lang}").task("ud")), "silver_text": text,
+        silver = {"silver_teacher": str(RunDir(out / f"{TEACHER}-{lang}").task("ud")),
+                  "silver_text": distill.get("train_files"),
                   "silver_file": str(out / f"silver-{lang}.conllu")}  # fmt: skip
         ud = run_args.finetune.get("ud", {}) | args.silver | silver
         run_args = replace(run_args, finetune=run_args.finetune | {"ud": ud})

@@ -6,9 +6,9 @@ annotates monolingual text and a student is fine-tuned on that analysis together
 gold data (train or dev: ../shared's text files include the UD dev sentences) are left out and counted, so that dev
 scores stay honest.
 
-The analysis is written to a CoNLL-U file with a JSON sidecar naming its inputs (teacher, text files with their
-sizes, the excluded sentences' count, the cap); a later call with the same inputs reads the file instead of
-annotating again, so the students of one language (m, s, xs) share one annotation.
+The analysis is written to a CoNLL-U file with a JSON sidecar naming its inputs (teacher and its weights' sizes
+and times, text files with their sizes, a digest of the gold sentences, the cap); a later call with the same inputs
+reads the file instead of annotating again, so the students of one language (m, s, xs) share one annotation.
 """
 
 from __future__ import annotations
