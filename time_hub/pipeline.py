@@ -306,12 +306,14 @@ def run(args: RunArguments) -> dict:
     reference = args.bench_reference or distill_values.get("teacher_name_or_path")
     bench_dir = run.bench_dir
 
+    teacher_ner = [p for p in args.teacher_results if TaskResults.load(p).task == "ner"]  # plotted against speed
+
     def bench_stage():
         from time_hub.bench.command import BenchArguments, bench, write_outputs
         from time_hub.bench.measure import TimingSettings
 
         quality = [f"{run.best}={p}" for p in results if TaskResults.load(p).task == "ner"]
-        quality += [f"{reference}={p}" for p in args.teacher_results if TaskResults.load(p).task == "ner"]
+        quality += [f"{reference}={p}" for p in teacher_ner]
         bench_args = BenchArguments(
             models=[reference, str(run.best)],
             output_dir=str(bench_dir),
@@ -324,7 +326,7 @@ def run(args: RunArguments) -> dict:
         )
         write_outputs(bench(bench_args, TimingSettings(repeats=args.bench_repeats)), bench_args)
 
-    bench_inputs = [selected, task_keys, reference, args.bench_batch_sizes, args.bench_repeats, args.teacher_results]
+    bench_inputs = [selected, task_keys, reference, args.bench_batch_sizes, args.bench_repeats, teacher_ner]
     benched = pipeline.stage("bench", bench_inputs, [run.bench], bench_stage)
 
     from time_hub.publish.hub import PublishArguments, repo_name, stage
