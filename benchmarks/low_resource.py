@@ -4,9 +4,12 @@ Each point is a language and an amount of training text: the `cpu-s` student (th
 distilled with the same recipe and the same number of steps (`recipes/distill/cpu/s.yaml --max_steps 200
 --teacher_layer 12`: MiniLMv2 relations towards the teacher's top layer plus the hidden-state term) on the first KB
 of the language's text in ../shared, then fine-tuned on UD under the comparison protocol (`benchmarks/protocol.py`:
-early stopping, 3 seeds, the same data and recipe as the teacher it is compared with). The first
-min(400, 10%) lines of each text are held out (checkpoint selection) and never trained on; `all` is every other line.
-The same student with no distillation step (0 KB: the bottom layers as they are) is the baseline of each language.
+early stopping, 3 seeds, the same data and recipe as the teacher it is compared with). Every line of the
+text that holds one of the language's UD sentences is left out first and counted (../shared's text files contain the
+UD dev sentences, which are the protocol's train and eval data: ur's text is nothing else, ga's all but about 5 KB);
+a point with no text left is reported and left out. The first min(400, 10%) of the remaining lines are held out
+(checkpoint selection) and never trained on; `all` is every other line. The same student with no distillation step
+(0 KB: the bottom layers as they are) is the baseline of each language.
 
     python benchmarks/low_resource.py --point da:60 --point da:250 --point da:all --point ga:all --point ur:all \
         --out benchmarks/results/low_resource
@@ -25,6 +28,9 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from time_hub.tasks.conllu import read_conllu
+from time_hub.tasks.silver import text_lines
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from protocol import METRICS, SHARED, TEACHER, prepare_data, run_one, summarize  # noqa: E402
 
@@ -34,10 +40,12 @@ BASELINE = "no-step"  # the bottom 3 layers as they are (0 KB of text)
 TOKENS_PER_STEP = 16 * 128  # the recipe's batch x sequence length (packed)
 
 
-def split_text(lang: str, kb: int | None, work: Path) -> tuple[Path, Path]:
-    """(train, held-out) files: the held-out first min(400, 10%) lines, then the first `kb` KB of the rest (whole
-    lines; all of it for None)."""
-    lines = [line for line in (SHARED / "data" / "text" / f"{lang}.txt").read_text(encoding="utf-8").splitlines()]
+def split_text(lang: str, kb: int | None, work: Path) -> tuple[Path, Path, int]:
+    """(train, held-out, lines left out): the language's text minus every line that holds one of its UD sentences
+    (../shared's text files hold them: distilling on them would be training on the eval data), the held-out first
+    min(400, 10%) of the rest, then the first `kb` KB after them (whole lines; all of it for None)."""
+    gold = [s for conllu in sorted((SHARED / "data" / "ud" / lang).glob("*.conllu")) for s in read_conllu(conllu)]
+    lines, dropped = text_lines([str(SHARED / "data" / "text" / f"{lang}.txt")], gold)
     held = min(400, len(lines) // 10)
     train, size = [], 0
     for line in lines[held:]:
@@ -48,9 +56,9 @@ def split_text(lang: str, kb: int | None, work: Path) -> tuple[Path, Path]:
     work.mkdir(parents=True, exist_ok=True)
     name = "all" if kb is None else f"{kb}kb"
     paths = work / f"{lang}-{name}-train.txt", work / f"{lang}-heldout.txt"
-    paths[0].write_text("\n".join(train) + "\n", encoding="utf-8")
-    paths[1].write_text("\n".join(lines[:held]) + "\n", encoding="utf-8")
-    return paths
+    paths[0].write_text("".join(f"{line}\n" for line in train), encoding="utf-8")
+    paths[1].write_text("".join(f"{line}\n" for line in lines[:held]), encoding="utf-8")
+    return *paths, dropped
 
 
 def distill(train: Path, held_out: Path, output_dir: Path) -> Path:
@@ -138,13 +146,18 @@ def main() -> None:
         points.setdefault(lang, []).append(None if kb == "all" else int(kb))
 
     tokenizer = AutoTokenizer.from_pretrained(SHARED / "teachers" / "me5-small")
-    rows = []
+    rows, left_out = [], {}
     for lang, sizes in points.items():
         data = prepare_data(lang, opts.work / lang)["ud"]
         encoders = {TEACHER: (SHARED / "teachers" / "me5-small", None), BASELINE: (Path(opts.baseline), None)}
         for kb in sizes:
-            train, held_out = split_text(lang, kb, opts.work / "text")
+            train, held_out, dropped = split_text(lang, kb, opts.work / "text")
             name = "all" if kb is None else f"{kb}kb"
+            print(f"{lang}:{name}: {dropped} lines of the text hold a UD sentence and are left out")
+            left_out[lang] = dropped
+            if not train.stat().st_size:
+                print(f"{lang}:{name}: no text left to distill on: the point is left out")
+                continue
             encoders[name] = (distill(train, held_out, opts.work / f"{lang}-{name}"), train)
         scores: dict[str, dict[str, list[float]]] = {}
         for name, (path, _) in encoders.items():
@@ -167,7 +180,7 @@ def main() -> None:
                 "teacher": {m: teacher[m] for m in summary[name]},
             })  # fmt: skip
     opts.out.mkdir(parents=True, exist_ok=True)
-    (opts.out / "study.json").write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+    (opts.out / "study.json").write_text(json.dumps({"rows": rows, "ud_lines_left_out": left_out}, indent=1) + "\n")
     (opts.out / "study.md").write_text(markdown(rows) + "\n")
     plot(rows, opts.out / "retention-vs-text.png")
     print(markdown(rows))
