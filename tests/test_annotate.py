@@ -270,7 +270,7 @@ def test_silver_data_leaves_out_gold_sentences_and_is_made_once(ud_model, raw_te
     lines = raw_text.read_text(encoding="utf-8").splitlines()[:12]
     text = tmp_path / "text.txt"  # two gold sentences as lines of their own, one inside a longer line
     text.write_text("\n".join([*lines[:6], gold[0].text, lines[6], f"Forord. {gold[70].text}", *lines[7:]]) + "\n")
-    kept, dropped = silver.text_lines([str(text)], gold)
+    kept, dropped = silver.text_lines([str(text)], [s.text for s in gold])
     assert kept == [line.strip() for line in lines if line.strip()] and dropped == 2
     output = tmp_path / "silver" / "da.conllu"
     sentences = silver.silver_sentences(str(ud_model), [str(text)], gold, output)

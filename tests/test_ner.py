@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification, TrainingArguments, pipeline
 
-from time_hub.tasks import ner
+from time_hub.cli import main
+from time_hub.tasks import ner, silver
 from time_hub.tasks.training import TaskTrainer
 
 
@@ -165,16 +166,54 @@ def test_finetune_tiny_model_end_to_end(tiny_bert_dir, da, tmp_path):
     assert [s.tokens for s in predicted] == [s.tokens for s in ner.read_iob2(dev)]
 
 
-def test_tiny_model_overfits_a_few_sentences(tiny_bert_dir, da, tmp_path):
-    """Labels reach the right subwords: a tiny model memorises 16 sentences (all-O predictions would score F1 0)."""
-    data = write_slice(da / "train.iob2", tmp_path / "few.iob2", 16)
+@pytest.fixture(scope="module")
+def overfit(tiny_bert_dir, da, tmp_path_factory):
+    """A tiny tagger trained 60 steps on 16 training sentences: (its results, its folder)."""
+    tmp = tmp_path_factory.mktemp("overfit")
+    data = write_slice(da / "train.iob2", tmp / "few.iob2", 16)
     args = TrainingArguments(
         output_dir="ignored", max_steps=60, per_device_train_batch_size=16, learning_rate=3e-3, use_cpu=True,
         report_to="none", seed=0, save_strategy="no",
     )  # fmt: skip
-    results = ner.finetune(str(tiny_bert_dir), str(data), None, str(tmp_path / "out"), args, max_length=64)
+    return ner.finetune(str(tiny_bert_dir), str(data), None, str(tmp / "out"), args, max_length=64), tmp / "out"
+
+
+def test_tiny_model_overfits_a_few_sentences(overfit):
+    """Labels reach the right subwords: a tiny model memorises 16 sentences (all-O predictions would score F1 0)."""
+    results, _ = overfit
     assert results.split == "train" and results.examples == 16
     assert results.metrics["f1"] > 60, results.metrics
+
+
+def test_ner_silver_data_leaves_out_gold_sentences_and_trains_a_student(
+    overfit, tiny_bert_dir, da, shared, tmp_path, capsys
+):
+    """The teacher tags the words of the text's lines; lines holding a train/dev sentence (compared without
+    whitespace: the text is raw, the gold tokenized) are left out and counted; the analysis is made once."""
+    _, teacher = overfit
+    train = ner.read_iob2(write_slice(da / "train.iob2", tmp_path / "train.iob2", 24))
+    dev = ner.read_iob2(write_slice(da / "dev.iob2", tmp_path / "dev.iob2", 8))
+    lines = (shared / "data" / "text" / "da.txt").read_text(encoding="utf-8").splitlines()[:10]
+    raw = " ".join(dev[3].tokens).replace(" .", ".").replace(" ,", ",")  # detokenized, inside a longer line
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join([*lines[:5], " ".join(train[0].tokens), *lines[5:], f"Forord: {raw}"]) + "\n")
+    output = tmp_path / "silver.iob2"
+    sentences = silver.ner_silver_sentences(str(teacher), [str(text)], [*train, *dev], output)
+    assert [s.tokens for s in sentences] == [silver.WORD.findall(line) for line in lines if line.strip()]
+    assert [s.tokens for s in ner.read_iob2(output)] == [s.tokens for s in sentences]
+    assert json.loads(output.with_suffix(".json").read_text())["left_out_lines"] == 2
+    labels = json.loads((teacher / "config.json").read_text())["label2id"]
+    assert all(tag in labels for s in sentences for tag in s.tags)
+    made = output.stat().st_mtime_ns
+    argv = ["finetune", "--task", "ner", "--model", str(tiny_bert_dir), "--train", str(tmp_path / "train.iob2"),
+            "--dev", str(tmp_path / "dev.iob2"), "--max_steps", "2", "--per_device_train_batch_size", "8",
+            "--use_cpu", "true", "--report_to", "none", "--max_length", "64", "--silver_teacher", str(teacher),
+            "--silver_text", f"[{text}]", "--silver_file", str(output), "--gold_repeat", "2",
+            "--output_dir", str(tmp_path / "student")]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    training = json.loads((tmp_path / "student" / "results.json").read_text())["extra"]["training"]
+    assert training["sentences"] == 24 and training["silver"]["sentences"] == len(sentences)
+    assert output.stat().st_mtime_ns == made  # the same inputs: the analysis re-used, not made again
 
 
 @pytest.mark.slow

@@ -55,20 +55,22 @@ class FinetuneArguments:
     )  # fmt: skip
     silver_teacher: str | None = field(
         default=None,
-        metadata={"help": "ud: a fine-tuned UD model with a segmenter (the teacher) whose analysis of --silver_text "
-                  "is added to the training data: task distillation through text (time_hub.tasks.silver)"},
+        metadata={"help": "ud, ner: the teacher's fine-tuned model for the task (ud: with a segmenter) whose "
+                  "analysis of --silver_text is added to the training data: task distillation through text "
+                  "(time_hub.tasks.silver)"},
     )  # fmt: skip
     silver_text: list[str] | None = field(
-        default=None, metadata={"help": "ud: raw text files for --silver_teacher (lines holding a train/dev sentence "
-                                "are left out)"},
+        default=None, metadata={"help": "ud, ner: raw text files for --silver_teacher (lines holding a train/dev "
+                                "sentence are left out)"},
     )  # fmt: skip
     silver_file: str | None = field(
         default=None,
-        metadata={"help": "ud: where the teacher's analysis is kept and re-used (<output_dir>/silver.conllu)"},
-    )
-    silver_max_bytes: int | None = field(default=None, metadata={"help": "ud: use at most this much silver text"})
+        metadata={"help": "ud, ner: where the teacher's analysis is kept and re-used (<output_dir>/silver.conllu, "
+                  "silver.iob2)"},
+    )  # fmt: skip
+    silver_max_bytes: int | None = field(default=None, metadata={"help": "ud, ner: use at most this much text"})
     gold_repeat: int | None = field(
-        default=None, metadata={"help": "ud: with silver data, the gold sentences repeated N times (default 4)"}
+        default=None, metadata={"help": "ud, ner: with silver data, the gold sentences repeated N times (default 4)"}
     )
     committee: int | None = field(
         default=None,

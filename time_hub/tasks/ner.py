@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from transformers import (
 )
 
 from time_hub.encoder import load_with_new_head
-from time_hub.tasks import committee
+from time_hub.tasks import committee, silver
 from time_hub.tasks.results import TaskResults
 from time_hub.tasks.training import (
     HUB_SPLITS,
@@ -318,6 +318,11 @@ def finetune(
     *,
     early_stopping_patience: int | None = None,
     head_learning_rate: float | None = 1e-2,
+    silver_teacher: str | None = None,
+    silver_text: Sequence[str] = (),
+    silver_file: str | None = None,
+    silver_max_bytes: int | None = None,
+    gold_repeat: int = 4,
 ) -> TaskResults:
     """Fine-tune a token-classification head on `train_file`, keep the best evaluation by dev entity F1, save the
     model (with `id2label`/`label2id`, usable by `pipeline("token-classification")`) and `results.json` in
@@ -326,10 +331,20 @@ def finetune(
     Returns `evaluate(output_dir, dev_file)` (split "dev") with the training summary in `extra["training"]`; without
     a dev file the model is scored on the training file (split "train"). `head_learning_rate`: peak learning rate
     of the new head (None: everything at `training_args.learning_rate`); 1e-2 is measured, see `TaskTrainer`.
+    `silver_teacher` (a fine-tuned tagger): its tags of the words of `silver_text` (lines holding a train or dev
+    sentence left out; at most `silver_max_bytes`) are added to the training data, the gold sentences repeated
+    `gold_repeat` times (`time_hub.tasks.silver`; kept in `silver_file`, default `output_dir/silver.iob2`).
     """
     set_seed(training_args.seed)  # before the head is initialised
     train = load_ner(train_file, "train")
     dev = load_ner(dev_file, "dev") if dev_file else []
+    gold_train, silver_summary = train, None
+    if silver_teacher:
+        output = silver_file or Path(output_dir) / "silver.iob2"
+        extra = silver.ner_silver_sentences(silver_teacher, silver_text, [*train, *dev], output, silver_max_bytes)
+        train = gold_train * gold_repeat + extra
+        silver_summary = {"teacher": str(silver_teacher), "file": str(output), "sentences": len(extra),
+                          "gold_repeat": gold_repeat}  # fmt: skip
     labels = label_list(train + dev)
     label2id = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
@@ -361,13 +376,28 @@ def finetune(
         head_learning_rate=head_learning_rate,
         **kwargs,
     )
-    training = {"train_file": str(train_file), "sentences": len(train), "labels": labels, "max_length": max_length}
+    training = {
+        "train_file": str(train_file),
+        "sentences": len(gold_train),
+        "labels": labels,
+        "max_length": max_length,
+    }
     training |= train_and_save(trainer, output_dir, early_stopping_patience)
+    if silver_summary:
+        training["silver"] = silver_summary
     split = "dev" if dev_file else "train"
     results = evaluate(output_dir, dev_file or train_file, split, batch_size=args.per_device_eval_batch_size)
     results.extra["training"] = training
     results.save(Path(output_dir) / "results.json")
     return results
+
+
+def format_iob2(sentences: list[NerSentence]) -> str:
+    """IOB2 text `ID<TAB>token<TAB>tag`, sentences separated by blank lines (what `read_iob2` reads)."""
+    return "".join(
+        "".join(f"{i}\t{token}\t{tag}\n" for i, (token, tag) in enumerate(zip(s.tokens, s.tags), 1)) + "\n"
+        for s in sentences
+    )
 
 
 def write_predictions(path: str | Path, sentences: list[NerSentence], predicted: list[list[str]]) -> None:
@@ -380,8 +410,14 @@ def write_predictions(path: str | Path, sentences: list[NerSentence], predicted:
             f.write("\n")
 
 
-def _load_tagger(model_dir: Path):
+def _load_one(model_dir: Path):
     return AutoModelForTokenClassification.from_pretrained(model_dir, dtype=torch.float32)
+
+
+def load_tagger(model_dir: str | Path):
+    """A fine-tuned tagger (or committee folder), in eval mode, on the GPU when there is one."""
+    model = committee.load(model_dir, _load_one, committee.LogitsCommittee)
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
 
 
 def evaluate(
@@ -399,8 +435,7 @@ def evaluate(
     sentences = load_ner(data_file, split)
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = committee.load(model_dir, _load_tagger, committee.LogitsCommittee)
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    model = load_tagger(model_dir)
     check_known_types(sentences, model.config.label2id, data_file, model_dir)
     max_length = max_length or default_max_length(tokenizer, model.config)
     tokens = [s.tokens for s in sentences]

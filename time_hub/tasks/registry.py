@@ -68,6 +68,7 @@ TASKS: dict[str, TaskSpec] = {
             summary_metrics=("f1",),
             pipeline_tag="token-classification",
             model_index=("token-classification", "Named-entity recognition", ("f1", "precision", "recall")),
+            options=("silver_teacher", "silver_text", "silver_file", "silver_max_bytes", "gold_repeat"),
             evaluate_options=("max_length",),
             short_name="NER",
         ),
