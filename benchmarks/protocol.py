@@ -27,15 +27,14 @@ import argparse
 import json
 import shutil
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from transformers import AutoModel, AutoTokenizer, TrainingArguments
+from transformers import AutoModel, TrainingArguments
 
+from time_hub.bench.measure import TimingSettings, interleaved_ratios, interleaved_seconds
 from time_hub.distill.student import count_parameters
-from time_hub.encoder import load_encoder, random_init_copy
+from time_hub.encoder import random_init_copy
 from time_hub.tasks import ner, ud
 from time_hub.tasks.conllu import split_conllu_file
 from time_hub.tasks.results import TaskResults
@@ -227,28 +226,18 @@ def plot_frontier(summary: dict[str, dict], extras: dict[str, dict], path: Path,
 def batch1_latency(
     encoders: dict[str, Path], lang: str, threads: int, repeats: int, warmup: int = 10
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Batch-1 CPU latency, interleaved: every sentence of the language's text is run by each encoder in turn (the
-    order rotating), so a slow phase of the machine hits all of them alike. Returns the median latency (ms) per
-    encoder and its speed-up: the median over sentences of teacher time / encoder time on the same sentence."""
-    torch.set_num_threads(threads)
+    """Batch-1 CPU latency, interleaved (`time_hub.bench.measure.interleaved_seconds`): every sentence of the
+    language's text is run by each encoder in turn (the order rotating), so a slow phase of the machine hits all of
+    them alike. Returns the median latency (ms) per encoder and its speed-up: the median over sentences of teacher
+    time / encoder time on the same sentence."""
     lines = (SHARED / "data" / "text" / f"{lang}.txt").read_text(encoding="utf-8").splitlines()
     sentences = [line for line in lines if line.strip()][: warmup + repeats]
-    models = {
-        name: (load_encoder(path).eval(), AutoTokenizer.from_pretrained(path)) for name, path in encoders.items()
-    }
-    names, seconds = list(models), {name: [] for name in models}
-    with torch.inference_mode():
-        for i, sentence in enumerate(sentences):
-            for name in names[i % len(names) :] + names[: i % len(names)]:
-                model, tokenizer = models[name]
-                batch = tokenizer(sentence, return_tensors="pt", truncation=True, max_length=128)
-                start = time.perf_counter()
-                model(**batch)
-                if i >= warmup:
-                    seconds[name].append(time.perf_counter() - start)
-    latency = {name: 1000 * statistics.median(times) for name, times in seconds.items()}
-    teacher = seconds[TEACHER]
-    speedup = {name: statistics.median(t / m for t, m in zip(teacher, times)) for name, times in seconds.items()}
+    settings = TimingSettings(threads=threads, warmup=warmup, repeats=repeats, sort_by_length=False)
+    names, paths = list(encoders), [str(path) for path in encoders.values()]
+    seconds = interleaved_seconds(paths, str(encoders[TEACHER]), sentences, [1], settings)
+    latency = {name: 1000 * statistics.median(times[1]) for name, times in zip(names, seconds)}
+    ratios = interleaved_ratios(seconds, names.index(TEACHER))
+    speedup = {name: ratio[1]["latency"] for name, ratio in zip(names, ratios)}
     return latency, speedup
 
 

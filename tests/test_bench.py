@@ -9,7 +9,15 @@ import torch
 from time_hub.bench import energy, report
 from time_hub.bench.command import main as bench_main
 from time_hub.bench.export import ExportArguments, export
-from time_hub.bench.measure import TimingSettings, latency_summary, make_batches, measure, speedups
+from time_hub.bench.measure import (
+    TimingSettings,
+    interleaved_ratios,
+    interleaved_seconds,
+    latency_summary,
+    make_batches,
+    measure,
+    speedups,
+)
 from time_hub.bench.models import describe, load
 from time_hub.cli import main as cli_main
 
@@ -39,6 +47,24 @@ def test_speedups_are_ratios_to_the_reference():
     assert ratios["small"][1] == pytest.approx({"latency": 25.0, "throughput": 20.0, "energy": 20.0})
     with pytest.raises(ValueError, match="not one of the timed models"):
         speedups(entries, "missing")
+
+
+def test_interleaved_ratios_are_per_batch_medians_and_total_times():
+    seconds = [{1: [2.0, 4.0, 6.0]}, {1: [1.0, 1.0, 3.0]}]  # per-batch ratios 2, 4, 2; totals 12 and 5
+    ratios = interleaved_ratios(seconds, 0)
+    assert ratios == [{1: {"latency": 1.0, "throughput": 1.0}}, {1: {"latency": 2.0, "throughput": 2.4}}]
+    entries = [_entry("big", 100.0, 50.0, 2.0), _entry("small", 4.0, 1000.0, 0.1)]
+    small = speedups(entries, "big", ratios)["small"][1]  # not 100 / 4 and 1000 / 50: the machine drifted
+    assert small == pytest.approx({"latency": 2.0, "throughput": 2.4, "energy": 20.0})
+
+
+def test_interleaved_seconds_time_every_model_on_every_batch(tiny_bert_dir, da_lines):
+    settings = TimingSettings(warmup=1, repeats=3)
+    seconds = interleaved_seconds(
+        [str(tiny_bert_dir), "L1-H32-A2"], str(tiny_bert_dir), da_lines[:40], [2, 1], settings
+    )
+    assert [sorted(rows) for rows in seconds] == [[1, 2], [1, 2]]
+    assert all(len(times) == 3 and min(times) > 0 for rows in seconds for times in rows.values())
 
 
 def _fake_rapl(root, values, span=1000):

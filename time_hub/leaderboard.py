@@ -88,7 +88,8 @@ def write_leaderboard(results_dir: Path) -> Path | None:
     write_text(
         path,
         "# Leaderboard\n\nDev scores in % (retention = model / the teacher fine-tuned with the same recipe on the "
-        "same data); speed-ups vs the teacher, measured with `time-hub bench` on the machine that built the model. "
+        "same data); speed-ups vs the teacher, measured with `time-hub bench` on the machine that built the model "
+        "(teacher and student run in turn on each batch; batch 1: the median of the per-sentence ratios). "
         "Made by `time-hub release` from the files in this folder.\n\n" + markdown(table) + "\n",
     )
     return path

@@ -15,7 +15,16 @@ from pathlib import Path
 
 from time_hub.arguments import parse_command
 from time_hub.atomic import write_json
-from time_hub.bench.measure import TimingSettings, measure, measure_isolated, settings_dict, speedups
+from time_hub.bench.measure import (
+    TimingSettings,
+    interleaved_isolated,
+    interleaved_ratios,
+    interleaved_seconds,
+    measure,
+    measure_isolated,
+    settings_dict,
+    speedups,
+)
 from time_hub.bench.models import describe
 from time_hub.bench.report import SCHEMA_VERSION, plot_pareto, plot_throughput, table
 from time_hub.encoder import check_model_source
@@ -46,6 +55,11 @@ class BenchArguments:
         metadata={"help": "MODEL=results.json pairs for the Pareto plot (a model folder's results.json is found)"},
     )
     isolate: bool = field(default=True, metadata={"help": "time each model in a fresh process (own peak memory)"})
+    interleave: bool = field(
+        default=True,
+        metadata={"help": "latency ratios from a second pass with the models run in turn on each batch (robust to "
+                  "the machine's slow phases); false: ratios of the per-model medians"},
+    )  # fmt: skip
 
     def __post_init__(self):
         if not self.models:
@@ -96,7 +110,13 @@ def bench(args: BenchArguments, timing: TimingSettings) -> dict:
     for spec in args.models:
         logger.info("timing %s at batch sizes %s on %s", spec, args.batch_sizes, timing.device)
         entries.append(run(spec, args.tokenizer, sentences, args.batch_sizes, timing))
-    ratios = speedups(entries, args.reference)
+    interleaved = None
+    if args.interleave and len(args.models) > 1:
+        logger.info("timing %s in turn on each batch (latency ratios)", ", ".join(args.models))
+        timer = interleaved_isolated if args.isolate else interleaved_seconds
+        seconds = timer(args.models, args.tokenizer, sentences, args.batch_sizes, timing)
+        interleaved = interleaved_ratios(seconds, args.models.index(args.reference))
+    ratios = speedups(entries, args.reference, interleaved)
     return {
         "schema": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -109,6 +129,10 @@ def bench(args: BenchArguments, timing: TimingSettings) -> dict:
             "sentences": len(sentences),
             "tokenizer": args.tokenizer,
             "reference": args.reference,
+            "latency_ratio": "median over batches of the reference's time / the model's, the models run in turn "
+            "on each batch"
+            if interleaved
+            else "ratio of the per-model median latencies",
         },
         "models": entries,
         "ratios": {name: {str(b): r for b, r in rows.items()} for name, rows in ratios.items()},

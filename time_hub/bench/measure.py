@@ -151,14 +151,65 @@ def measure_isolated(spec: str, tokenizer: str, sentences: list[str], batch_size
         return pool.submit(measure, spec, tokenizer, sentences, batch_sizes, settings).result()
 
 
-def speedups(entries: list[dict], reference: str) -> dict[str, dict[int, dict[str, float]]]:
-    """Per model and batch size: latency and throughput ratios to `reference` (>1 means faster than it)."""
+def interleaved_seconds(
+    specs: list[str], tokenizer: str, sentences: list[str], batch_sizes: list[int], settings: TimingSettings
+) -> list[dict[int, list[float]]]:
+    """Per model (in `specs` order) and batch size, the seconds of each timed batch, with the models run in turn on
+    each batch (the order rotating), all in this process: a slow phase of the machine hits every model alike, which
+    timing one model after the other does not (batch-1 ratios of one pair measured 2.6-3.9x that way on a quiet
+    machine)."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    models = [load(spec, tokenizer, settings.device, settings.dtype, settings.threads) for spec in specs]
+    count = settings.warmup + settings.repeats
+    seconds: list[dict[int, list[float]]] = [{} for _ in specs]
+    for batch_size in sorted(batch_sizes):
+        batches = [
+            [{k: v.to(settings.device) for k, v in b.items()} for b in
+             make_batches(sentences, m.tokenizer, batch_size, count, m.max_length, settings.sort_by_length)]
+            for m in models
+        ]  # fmt: skip
+        for i in range(count):
+            for j in [*range(i % len(specs), len(specs)), *range(i % len(specs))]:
+                start = time.perf_counter()
+                forward(models[j], batches[j][i])
+                _sync(settings.device)
+                if i >= settings.warmup:
+                    seconds[j].setdefault(batch_size, []).append(time.perf_counter() - start)
+    return seconds
+
+
+def interleaved_isolated(specs, tokenizer, sentences, batch_sizes, settings) -> list[dict[int, list[float]]]:
+    """`interleaved_seconds` in a fresh spawned process."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(interleaved_seconds, specs, tokenizer, sentences, batch_sizes, settings).result()
+
+
+def interleaved_ratios(seconds: list[dict[int, list[float]]], reference: int) -> list[dict[int, dict[str, float]]]:
+    """Per model and batch size, from `interleaved_seconds`: `latency`, the median over batches of the reference's
+    time / the model's time on the same batch, and `throughput`, the reference's total time / the model's over the
+    same batches (>1 means faster than the reference)."""
+    ratios = []
+    for rows in seconds:
+        ratios.append({})
+        for b, times in rows.items():
+            ref, own = np.asarray(seconds[reference][b]), np.asarray(times)
+            ratios[-1][b] = {"latency": float(np.median(ref / own)), "throughput": float(ref.sum() / own.sum())}
+    return ratios
+
+
+def speedups(
+    entries: list[dict], reference: str, interleaved: list[dict[int, dict[str, float]]] | None = None
+) -> dict[str, dict[int, dict[str, float]]]:
+    """Per model and batch size: latency and throughput ratios to `reference` (>1 means faster than it); from
+    `interleaved` (per entry, `interleaved_ratios`) when given, else ratios of the per-model medians and rates."""
     ref = next((e for e in entries if e["name"] == reference), None)
     if ref is None:
         raise ValueError(f"--reference {reference!r} is not one of the timed models {[e['name'] for e in entries]}")
     ref_rows = {r["batch_size"]: r for r in ref["results"]}
     ratios: dict[str, dict[int, dict[str, float]]] = {}
-    for entry in entries:
+    for k, entry in enumerate(entries):
         for row in entry["results"]:
             base = ref_rows.get(row["batch_size"])
             if base is None:
@@ -166,7 +217,7 @@ def speedups(entries: list[dict], reference: str) -> dict[str, dict[int, dict[st
             ratio = {
                 "latency": base["latency_ms"]["median"] / row["latency_ms"]["median"],
                 "throughput": row["tokens_per_s"] / base["tokens_per_s"],
-            }
+            } | (interleaved[k][row["batch_size"]] if interleaved else {})
             if row["joules_per_token"] and base["joules_per_token"]:
                 ratio["energy"] = base["joules_per_token"] / row["joules_per_token"]
             ratios.setdefault(entry["name"], {})[row["batch_size"]] = ratio

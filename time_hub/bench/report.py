@@ -8,7 +8,8 @@ Schema (version 1):
       "machine": {"platform", "processor", "cpu_count", "memory_gib", "gpu": <name or null>},
       "software": {"python", "torch", "transformers", "onnxruntime" (if installed), "time_hub"},
       "settings": {"device", "dtype", "threads", "warmup", "repeats", "energy_estimate", "batch_sizes",
-                   "sentences_file", "sentences", "tokenizer", "reference", "median_of", "interval"},
+                   "sentences_file", "sentences", "tokenizer", "reference", "median_of", "interval",
+                   "latency_ratio" (how the ratios were measured)},
       "models": [{
         "name": <spec as given>, "kind": "pretrained" | "architecture (random weights)" | "student shape ..." | "onnx",
         "num_parameters": <int>, "threads": <int>,
@@ -19,7 +20,8 @@ Schema (version 1):
                      "peak_memory_mb", "memory_kind",
                      "joules_per_sentence", "joules_per_token"}]           # null without a counter
       }],
-      "ratios": {"<model>": {"<batch size>": {"latency", "throughput", "energy" (if measured)}}}  # vs reference
+      "ratios": {"<model>": {"<batch size>": {"latency", "throughput", "energy" (if measured)}}}  # vs reference;
+                 # latency/throughput from a pass with the models run in turn on each batch (`interleave`)
     }
 """
 
