@@ -17,7 +17,7 @@ from time_hub.arguments import parse_command
 from time_hub.atomic import write_json
 from time_hub.bench.measure import (
     TimingSettings,
-    interleaved_isolated,
+    in_fresh_process,
     interleaved_ratios,
     interleaved_seconds,
     measure,
@@ -113,8 +113,10 @@ def bench(args: BenchArguments, timing: TimingSettings) -> dict:
     interleaved = None
     if args.interleave and len(args.models) > 1:
         logger.info("timing %s in turn on each batch (latency ratios)", ", ".join(args.models))
-        timer = interleaved_isolated if args.isolate else interleaved_seconds
-        seconds = timer(args.models, args.tokenizer, sentences, args.batch_sizes, timing)
+        timing_args = (args.models, args.tokenizer, sentences, args.batch_sizes, timing)
+        seconds = (
+            in_fresh_process(interleaved_seconds, *timing_args) if args.isolate else interleaved_seconds(*timing_args)
+        )
         interleaved = interleaved_ratios(seconds, args.models.index(args.reference))
     ratios = speedups(entries, args.reference, interleaved)
     return {

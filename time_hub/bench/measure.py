@@ -144,11 +144,16 @@ def measure(spec: str, tokenizer: str, sentences: list[str], batch_sizes: list[i
     }
 
 
-def measure_isolated(spec: str, tokenizer: str, sentences: list[str], batch_sizes: list[int], settings):
-    """`measure` in a fresh spawned process (own peak memory, no state from the previous model)."""
+def in_fresh_process(function, *args):
+    """`function(*args)` in a fresh spawned process (own peak memory, no state from what was timed before)."""
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(measure, spec, tokenizer, sentences, batch_sizes, settings).result()
+        return pool.submit(function, *args).result()
+
+
+def measure_isolated(spec: str, tokenizer: str, sentences: list[str], batch_sizes: list[int], settings):
+    """`measure` in a fresh spawned process."""
+    return in_fresh_process(measure, spec, tokenizer, sentences, batch_sizes, settings)
 
 
 def interleaved_seconds(
@@ -177,13 +182,6 @@ def interleaved_seconds(
                 if i >= settings.warmup:
                     seconds[j].setdefault(batch_size, []).append(time.perf_counter() - start)
     return seconds
-
-
-def interleaved_isolated(specs, tokenizer, sentences, batch_sizes, settings) -> list[dict[int, list[float]]]:
-    """`interleaved_seconds` in a fresh spawned process."""
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(interleaved_seconds, specs, tokenizer, sentences, batch_sizes, settings).result()
 
 
 def interleaved_ratios(seconds: list[dict[int, list[float]]], reference: int) -> list[dict[int, dict[str, float]]]:

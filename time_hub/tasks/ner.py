@@ -342,9 +342,7 @@ def finetune(
     if silver_teacher:
         output = silver_file or Path(output_dir) / "silver.iob2"
         extra = silver.ner_silver_sentences(silver_teacher, silver_text, [*train, *dev], output, silver_max_bytes)
-        train = gold_train * gold_repeat + extra
-        silver_summary = {"teacher": str(silver_teacher), "file": str(output), "sentences": len(extra),
-                          "gold_repeat": gold_repeat}  # fmt: skip
+        train, silver_summary = silver.mixed(gold_train, extra, gold_repeat, silver_teacher, output)
     labels = label_list(train + dev)
     label2id = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)

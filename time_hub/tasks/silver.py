@@ -109,6 +109,12 @@ def _annotated(
     return sentences
 
 
+def mixed(gold: list, extra: list, gold_repeat: int, teacher: str, output: str | Path) -> tuple[list, dict]:
+    """The training sentences (gold x `gold_repeat`, then the silver ones) and the summary results.json keeps."""
+    summary = {"teacher": str(teacher), "file": str(output), "sentences": len(extra), "gold_repeat": gold_repeat}
+    return gold * gold_repeat + extra, summary
+
+
 def teacher_pipeline(teacher: str, segmenter: str | Path | None = None):
     """The teacher's raw-text pipeline: its own segmenter when it has one, else `segmenter` (a segmenter folder,
     e.g. the student's, trained on the same gold sentences)."""

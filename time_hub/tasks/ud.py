@@ -116,9 +116,7 @@ def finetune(
             silver_teacher, silver_text, [*train, *(dev or [])], output, silver_max_bytes,
             segmenter_dir if segmenter_steps else None,
         )  # fmt: skip
-        train = gold * gold_repeat + extra
-        silver_summary = {"teacher": str(silver_teacher), "file": str(output), "sentences": len(extra),
-                          "gold_repeat": gold_repeat}  # fmt: skip
+        train, silver_summary = silver.mixed(gold, extra, gold_repeat, silver_teacher, output)
     labels = UDLabels.from_sentences(train)
     model = UDModel(load_encoder(model_name_or_path), labels, UDSettings(max_length=max_length))
     features, truncated = encode_sentences(train, tokenizer, max_length, labels)
